@@ -1,0 +1,68 @@
+# One-command setup and runs. `make drill` = the single-node rollback drill against the embedded Lab;
+# `make test` = the project's own checks and tests. Both set up .venv first and are fast when already set up.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+PYTEST_ARGS ?=
+
+.PHONY: all setup browser drill test lint format clean-lab
+all: drill
+
+setup: $(STAMP) browser
+
+# Python >= 3.12 (axe-selenium-python 3.0.0 needs it): $PYTHON, then versioned names on PATH, then pyenv installs.
+$(STAMP): requirements.txt
+	@set -e; \
+	if [ ! -x "$(PY)" ]; then \
+	  found=""; \
+	  for c in "$${PYTHON:-}" python3.14 python3.13 python3.12 python3 python \
+	           $$(ls -d "$$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3 /usr/local/bin/python3.1[2-9] 2>/dev/null | sort -rV); do \
+	    [ -n "$$c" ] || continue; \
+	    if "$$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then found="$$c"; break; fi; \
+	  done; \
+	  if [ -z "$$found" ]; then \
+	    echo "ERROR: no Python >= 3.12 found (tried \$$PYTHON, python3.14..python3.12, python3, ~/.pyenv/versions)."; \
+	    echo "Install one, e.g. 'sudo apt-get install python3.12 python3.12-venv' (Debian 13 / Ubuntu 24.04),"; \
+	    echo "'pyenv install 3.12', or from python.org; or point PYTHON=/path/to/python3.12 at it."; \
+	    exit 2; \
+	  fi; \
+	  echo "Using $$("$$found" -c 'import sys; print(sys.executable, sys.version.split()[0])')"; \
+	  "$$found" -m venv "$(VENV)"; \
+	fi; \
+	"$(PY)" -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
+	touch "$(STAMP)"
+
+# Debian's Chromium and ChromeDriver (the browser rows DR-AXE and DR-E2E); never a downloaded browser.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing chromium and chromium-driver with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+	  echo "NOTE: Chromium/ChromeDriver not found. Install them: 'sudo apt-get install chromium chromium-driver'"; \
+	  echo "      (or set RUNBOOK_CHROME / RUNBOOK_CHROMEDRIVER to a Chrome and its driver on other systems)."; \
+	fi
+
+drill: setup
+	@set +e; "$(PY)" -m pytest -m rollback --env Lab $(PYTEST_ARGS); rc=$$?; \
+	report=$$(ls -td reports/*_Lab_rollback 2>/dev/null | head -1); \
+	[ -n "$$report" ] && echo "HTML report: $$PWD/$$report/report.html"; \
+	exit $$rc
+
+lint: $(STAMP)
+	"$(PY)" -m ruff check .
+	"$(PY)" -m ruff format --check .
+	"$(PY)" -m mypy
+
+format: $(STAMP)
+	"$(PY)" -m ruff format .
+	"$(PY)" -m ruff check --fix .
+
+test: setup lint
+	"$(PY)" -m pytest tests $(PYTEST_ARGS)
+
+# Stops a Lab left running by --keep-lab (by the PIDs it recorded, never by name).
+clean-lab: $(STAMP)
+	"$(PY)" -c "from pathlib import Path; from lab import Lab; lab = Lab.attach(Path('.lab')); lab.stop() if lab else None; print('Lab stopped' if lab else 'no Lab running')"

@@ -1,0 +1,12 @@
+"""Loads the runbook's plugins and fixture modules, nothing else."""
+
+pytest_plugins = [
+    "plugins.options",
+    "plugins.flow",
+    "plugins.evidence",
+    "plugins.report",
+    "fixtures.environment",
+    "fixtures.probe",
+    "fixtures.notify",
+    "fixtures.deploy",
+]

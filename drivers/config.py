@@ -1,0 +1,434 @@
+"""The environment file (environments/NAME.toml): schema, loading and validation.
+
+Plain Python, no pytest: the plugins validate the whole file with it before any system is touched, and the
+drivers read their sections from the typed result. Every problem is a `ConfigError` naming the file, the key
+and what was expected. `${NAME}` values come from the process environment; their values are collected in
+`Environment.secrets` so that every evidence writer can redact them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ConfigError",
+    "Environment",
+    "available_environments",
+    "load_environment",
+]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A usage error in an environment file: names the file, the key and what was expected."""
+
+    def __init__(self, source: str, key: str, expected: str) -> None:
+        self.source, self.key, self.expected = source, key, expected
+        where = f"{source}: {key}: " if key else f"{source}: "
+        super().__init__(where + expected)
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+@dataclass(frozen=True)
+class Service:
+    base_url: str = ""  # filled in by the embedded Lab when kind = "lab"
+    health_path: str = "/health"
+    swagger_path: str = "/swagger/index.html"
+    kerberos_path: str = "/auth/negotiate"
+    timeout_s: float = field(default=5.0, metadata={"min": 0.1})
+    retries: int = field(default=2, metadata={"min": 0})
+    ca_file: str = ""  # a corporate CA bundle for https probes; empty = the system store
+
+
+@dataclass(frozen=True)
+class Slots:
+    blue: str = ""
+    green: str = ""
+
+
+@dataclass(frozen=True)
+class Packages:
+    dir: str = "artifacts/offline"
+    previous_stable: str = ""  # empty = the highest version below the latest package
+
+
+@dataclass(frozen=True)
+class Drivers:
+    deploy: str = field(default="lab", metadata=_choice("lab", "command"))
+    router: str = field(default="lab", metadata=_choice("lab", "nginx", "command"))
+    start_timeout_s: float = field(default=30.0, metadata={"min": 0.1})
+    command: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notify:
+    webhook_url: str = ""
+    format: str = field(default="generic", metadata=_choice("teams", "slack", "generic"))
+    timeout_s: float = field(default=5.0, metadata={"min": 0.1})
+    retries: int = field(default=3, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class Monitor:
+    duration_s: float = field(default=300.0, metadata={"min": 0})
+    interval_s: float = field(default=5.0, metadata={"min": 0.05})
+    sla_p95_ms: float = field(default=800.0, metadata={"min": 1})
+    max_error_rate: float = field(default=0.01, metadata={"min": 0, "max": 1})
+    alert_after_failures: int = field(default=2, metadata={"min": 1})
+
+
+@dataclass(frozen=True)
+class Axe:
+    pages: list[str] = field(default_factory=lambda: ["/", "/login", "/dashboard"])
+    fail_on: list[str] = field(
+        default_factory=lambda: ["critical", "serious"],
+        metadata=_choice("critical", "serious", "moderate", "minor"),
+    )
+
+
+@dataclass(frozen=True)
+class Zap:
+    engine: str = field(default="builtin", metadata=_choice("zap", "builtin"))
+    api_url: str = "http://127.0.0.1:8090"
+    rules: str = ""
+    fail_on: list[str] = field(
+        default_factory=lambda: ["High", "Medium"], metadata=_choice("High", "Medium", "Low", "Informational")
+    )
+
+
+@dataclass(frozen=True)
+class E2E:
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Approval:
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Scope:
+    allowed_hosts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Paths:
+    # Playbook §3.4: the log collection paths that must exist (relative to the project root, or to the
+    # Lab's directory for the embedded Lab).
+    log_dirs: list[str] = field(default_factory=lambda: ["artifacts/offline/logs", "logs/deploy", "logs/app"])
+    timeline_dir: str = "logs/deploy"
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    dir: str = ".lab"
+    start_timeout_s: float = field(default=15.0, metadata={"min": 0.1})
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A validated environment file."""
+
+    name: str
+    kind: str
+    source: Path
+    service: Service = field(default_factory=Service)
+    slots: Slots = field(default_factory=Slots)
+    packages: Packages = field(default_factory=Packages)
+    drivers: Drivers = field(default_factory=Drivers)
+    notify: Notify = field(default_factory=Notify)
+    monitor: Monitor = field(default_factory=Monitor)
+    axe: Axe = field(default_factory=Axe)
+    zap: Zap = field(default_factory=Zap)
+    e2e: E2E = field(default_factory=E2E)
+    approval: Approval = field(default_factory=Approval)
+    scope: Scope = field(default_factory=Scope)
+    paths: Paths = field(default_factory=Paths)
+    lab: LabSettings = field(default_factory=LabSettings)
+    # The sections that the file actually wrote; "Sections a run does not use may be left out".
+    present: frozenset[str] = frozenset()
+    # Values that came from ${VAR}: redacted from every report, journal and log.
+    secrets: frozenset[str] = frozenset()
+    # "[section] key" -> VAR for ${VAR} not set in the process environment: an error only for a run that
+    # uses that section (a smoke-only run must not need the webhook's secret).
+    unset: Mapping[str, str] = field(default_factory=dict)
+
+    SECTIONS: ClassVar[dict[str, type]] = {}
+
+    @property
+    def is_lab(self) -> bool:
+        return self.kind == "lab"
+
+    def with_lab_endpoints(
+        self, base_url: str, slots: Mapping[str, str], webhook_url: str, packages_dir: Path
+    ) -> Environment:
+        """The same environment with the addresses the embedded Lab chose at start."""
+        return dataclasses.replace(
+            self,
+            service=dataclasses.replace(self.service, base_url=base_url),
+            slots=dataclasses.replace(self.slots, **dict(slots)),
+            notify=dataclasses.replace(self.notify, webhook_url=webhook_url),
+            packages=dataclasses.replace(self.packages, dir=str(packages_dir)),
+        )
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def sections_used(self, flow: str, rows: frozenset[str]) -> set[str]:
+        used = {"service", "scope", "lab", "paths"}
+        if flow in ("rollback", "bluegreen"):
+            used |= {"packages", "drivers", "notify"}
+        if flow == "bluegreen":
+            used |= {"slots", "monitor", "approval"}
+        used |= {section for row, section in _ROW_SECTIONS.items() if row in rows}
+        return used
+
+    def require(self, flow: str, rows: frozenset[str]) -> None:
+        """Check that the sections a run of `flow` with matrix `rows` needs are present and complete."""
+        src = str(self.source)
+        used = self.sections_used(flow, rows)
+        for label, var in self.unset.items():
+            section = label.split("]")[0].strip("[").split(".")[0]
+            if section in used:
+                raise ConfigError(
+                    src, label, f"${{{var}}} is not set in the process environment (set {var} before the run)"
+                )
+        if not self.is_lab:
+            if "service" not in self.present or not self.service.base_url:
+                raise ConfigError(src, "[service] base_url", "required: the public address of the service")
+            if flow in ("rollback", "bluegreen"):
+                if not self.notify.webhook_url:
+                    raise ConfigError(src, "[notify] webhook_url", f"required for the {flow} flow")
+                if self.drivers.deploy == "command":
+                    needed = ["stop_site", "deploy", "start_site"]
+                    missing = [verb for verb in needed if verb not in self.drivers.command]
+                    if missing:
+                        raise ConfigError(
+                            src,
+                            "[drivers.command]",
+                            f'the {flow} flow with deploy = "command" needs argv templates for '
+                            + ", ".join(missing),
+                        )
+            if flow == "bluegreen":
+                for slot in ("blue", "green"):
+                    if not getattr(self.slots, slot):
+                        raise ConfigError(src, f"[slots] {slot}", "required for the bluegreen flow")
+        if "DR-AXE" in rows and not self.axe.pages:
+            raise ConfigError(src, "[axe] pages", "at least one page path for DR-AXE")
+
+
+_ROW_SECTIONS = {"DR-AXE": "axe", "DR-ZAP": "zap", "DR-E2E": "e2e"}
+
+_SECTION_TYPES: dict[str, type] = {
+    "service": Service,
+    "slots": Slots,
+    "packages": Packages,
+    "drivers": Drivers,
+    "notify": Notify,
+    "monitor": Monitor,
+    "axe": Axe,
+    "zap": Zap,
+    "e2e": E2E,
+    "approval": Approval,
+    "scope": Scope,
+    "paths": Paths,
+    "lab": LabSettings,
+}
+Environment.SECTIONS = _SECTION_TYPES
+
+
+def available_environments(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> Environment:
+    """Read, substitute and validate an environment file; raise ConfigError on the first problem."""
+    environ = os.environ if environ is None else environ
+    src = str(path)
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(src, "", f"cannot read the environment file ({exc.strerror or exc})") from None
+    try:
+        raw = tomllib.loads(raw_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(src, "", f"not valid TOML: {exc}") from None
+
+    secrets: set[str] = set()
+    unset: dict[str, str] = {}
+    loader = _Loader(src, environ, secrets, unset)
+    known_top = {"name", "kind", *_SECTION_TYPES}
+    for key in raw:
+        if key not in known_top:
+            raise ConfigError(src, key, f"unknown key (known: {', '.join(sorted(known_top))})")
+    name = loader.scalar("name", raw.get("name"), str, required=True)
+    kind = loader.scalar("kind", raw.get("kind", "remote"), str)
+    if kind not in ("lab", "remote"):
+        raise ConfigError(src, "kind", f'expected "lab" or "remote", got {kind!r}')
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTION_TYPES.items():
+        if section in raw:
+            if not isinstance(raw[section], dict):
+                raise ConfigError(
+                    src, section, f"expected a table [{section}], got {_type_name(raw[section])}"
+                )
+            sections[section] = loader.section(section, cls, raw[section])
+    env = Environment(
+        name=name,
+        kind=kind,
+        source=path,
+        present=frozenset(sections),
+        secrets=frozenset(s for s in secrets if s),
+        unset=unset,
+        **sections,
+    )
+    _check_urls(env)
+    return env
+
+
+def _check_urls(env: Environment) -> None:
+    src = str(env.source)
+    urls = {
+        "[service] base_url": env.service.base_url,
+        "[slots] blue": env.slots.blue,
+        "[slots] green": env.slots.green,
+        "[notify] webhook_url": env.notify.webhook_url,
+        "[zap] api_url": env.zap.api_url,
+    }
+    for key, url in urls.items():
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = "${...}" if url in env.secrets else repr(url)
+            raise ConfigError(src, key, f"expected an http(s) URL with a host, got {shown}")
+    for key in ("service", "slots", "notify"):
+        if env.is_lab and key in env.present:
+            section = getattr(env, key)
+            for f in dataclasses.fields(section):
+                if f.name in ("base_url", "blue", "green", "webhook_url") and getattr(section, f.name):
+                    raise ConfigError(
+                        src,
+                        f"[{key}] {f.name}",
+                        'must be left out when kind = "lab": the embedded Lab chooses its own addresses',
+                    )
+
+
+class _Loader:
+    def __init__(
+        self, src: str, environ: Mapping[str, str], secrets: set[str], unset: dict[str, str]
+    ) -> None:
+        self.src, self.environ, self.secrets, self.unset = src, environ, secrets, unset
+
+    def section(self, name: str, cls: type, table: dict[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            label = f"[{name}] {key}"
+            if name == "drivers" and key == "command":
+                label = "[drivers.command]"
+            if key not in fields:
+                raise ConfigError(self.src, label, f"unknown key (known: {', '.join(fields)})")
+            values[key] = self.value(label, value, hints[key], fields[key].metadata)
+        return cls(**values)
+
+    def value(self, label: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
+        origin = typing.get_origin(hint)
+        if origin is list:
+            (item,) = typing.get_args(hint)
+            if not isinstance(value, list):
+                raise ConfigError(
+                    self.src, label, f"expected a list of {item.__name__}, got {_type_name(value)}"
+                )
+            return [self.value(f"{label}[{i}]", v, item, meta) for i, v in enumerate(value)]
+        if origin is dict:
+            _, item = typing.get_args(hint)
+            if not isinstance(value, dict):
+                raise ConfigError(self.src, label, f"expected a table, got {_type_name(value)}")
+            return {k: self.value(f"{label} {k}", v, item, {}) for k, v in value.items()}
+        if isinstance(hint, types.UnionType):
+            raise TypeError(hint)  # pragma: no cover - the schema uses "" for "not set"
+        return self.scalar(label, value, hint, meta=meta)
+
+    def scalar(
+        self,
+        label: str,
+        value: Any,
+        hint: type,
+        *,
+        required: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Any:
+        meta = meta or {}
+        if value is None:
+            if required:
+                raise ConfigError(self.src, label, f"required: expected a {hint.__name__}")
+            return None
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if hint is str and isinstance(value, str):
+            value = self.substitute(label, value)
+        if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+            raise ConfigError(
+                self.src, label, f"expected a {_type_label(hint)}, got {_type_name(value)} {value!r}"
+            )
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(
+                self.src, label, f"expected one of {', '.join(map(repr, meta['choices']))}, got {value!r}"
+            )
+        if "min" in meta and value < meta["min"]:
+            raise ConfigError(self.src, label, f"expected a number >= {meta['min']}, got {value!r}")
+        if "max" in meta and value > meta["max"]:
+            raise ConfigError(self.src, label, f"expected a number <= {meta['max']}, got {value!r}")
+        return value
+
+    def substitute(self, label: str, text: str) -> str:
+        def repl(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in self.environ or self.environ[var] == "":
+                if not label.startswith("["):
+                    raise ConfigError(
+                        self.src,
+                        label,
+                        f"${{{var}}} is not set in the process environment (set {var} before the run)",
+                    )
+                self.unset[label] = var
+                return ""
+            self.secrets.add(self.environ[var])
+            return self.environ[var]
+
+        return _VAR.sub(repl, text)
+
+
+def _type_label(hint: type) -> str:
+    return {str: "string", int: "whole number", float: "number", bool: "boolean (true or false)"}.get(
+        hint, hint.__name__
+    )
+
+
+def _type_name(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)

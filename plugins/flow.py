@@ -1,0 +1,264 @@
+"""Flows, phase order and gates.
+
+- Every runbook test carries `@pytest.mark.phase("<playbook id>")` and its flow/row markers.
+- Order: one total order of all phase ids that agrees with both flows, applied first (tryfirst) with a stable
+  sort, so the tests within a phase keep their written order.
+- Flow: after `-m`/`-k` deselection (trylast), the flow whose own phases are selected; both is a usage error;
+  neither is "matrix".
+- Gate: the first failed phase blocks every later phase of the flow (reported as skipped with the reason
+  `blocked by <PHASE>: <why>`); recording phases still run. A matrix row that skips for any other reason
+  fails: a required check never passes silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from plugins.state import (
+    ALL_PHASES,
+    FLOWS,
+    MATRIX_ROWS,
+    OWN_PHASES,
+    RECORDING_PHASES,
+    PhaseRecord,
+    RunbookRun,
+    now_iso,
+    run_key,
+)
+
+MARKERS = {
+    "rollback": "single-node rollback flow (playbook §6)",
+    "bluegreen": "Blue/Green release flow (playbook §5)",
+    "traffic": "phases that switch or hold production traffic (BG-4, BG-5); excluded by the CI gate",
+    "dr_smoke": "matrix row DR-SMOKE: Health 200, Swagger 200, Kerberos answering",
+    "dr_e2e": "matrix row DR-E2E: main user-flow regression",
+    "dr_axe": "matrix row DR-AXE: accessibility regression",
+    "dr_zap": "matrix row DR-ZAP: security scan",
+    "phase(id)": "the playbook phase this test executes: " + ", ".join(sorted(ALL_PHASES)),
+}
+FLOW_MARKERS = frozenset({"rollback", "bluegreen", *MATRIX_ROWS.values()})
+
+# One order for every phase id, consistent with each flow's own order (a run never mixes the two flows).
+TOTAL_ORDER = ("PRE", "RB-1", "RB-2", "RB-3", "BG-1", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "RB-4", "RB-5",
+               "BG-3", "BG-4", "BG-5")  # fmt: skip
+assert set(TOTAL_ORDER) == ALL_PHASES
+for _phases in FLOWS.values():
+    assert list(_phases) == sorted(_phases, key=TOTAL_ORDER.index)
+
+plan_key = pytest.StashKey["Plan"]()
+
+
+@dataclass
+class Plan:
+    flow: str
+    items: list[pytest.Item]
+    phases: dict[str, list[pytest.Item]] = field(default_factory=dict)
+
+
+def phase_of(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("phase")
+    if mark is None:
+        if any(item.get_closest_marker(name) for name in FLOW_MARKERS):
+            raise pytest.UsageError(f"{item.nodeid}: a runbook test needs @pytest.mark.phase(<playbook id>)")
+        return None
+    if len(mark.args) != 1 or mark.kwargs or mark.args[0] not in ALL_PHASES:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.phase takes one playbook phase id, one of "
+            f"{', '.join(TOTAL_ORDER)}; got args={mark.args!r} kwargs={mark.kwargs!r}"
+        )
+    return str(mark.args[0])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put runbook tests in playbook order; other tests keep their place after them."""
+
+    def key(item: pytest.Item) -> int:
+        phase = phase_of(item)
+        return TOTAL_ORDER.index(phase) if phase else len(TOTAL_ORDER)
+
+    items[:] = sorted(items, key=key)
+
+
+def determine_flow(config: pytest.Config, items: list[pytest.Item]) -> Plan | None:
+    phases: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        phase = phase_of(item)
+        if phase is not None:
+            phases.setdefault(phase, []).append(item)
+    if not phases:
+        return None
+    flows = sorted(flow for flow, own in OWN_PHASES.items() if own & phases.keys())
+    if len(flows) > 1:
+        mixed = ", ".join(sorted(p for p in phases if p not in FLOWS["matrix"]))
+        raise pytest.UsageError(
+            f"-m {config.option.markexpr or '(none)'}: selects phases of both the rollback and the bluegreen "
+            f"flow ({mixed}); run one flow at a time: -m rollback or -m bluegreen"
+        )
+    flow = flows[0] if flows else "matrix"
+    ordered = [item for phase in FLOWS[flow] for item in phases.get(phase, [])]
+    return Plan(flow, ordered, {phase: phases[phase] for phase in FLOWS[flow] if phase in phases})
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    plan = determine_flow(config, session.items)
+    if plan is None:
+        return
+    config.stash[plan_key] = plan
+    run = config.stash.get(run_key, None)
+    if run is None:
+        if config.getoption("runbook_plan"):
+            return
+        raise pytest.UsageError(
+            "runbook tests are selected but no environment is: pass --env NAME (e.g. --env Lab) or --env-file PATH"
+        )
+    run.flow = plan.flow
+    run.rows = frozenset(p for p in plan.phases if p in MATRIX_ROWS)
+    run.phases = {p: PhaseRecord(p, [i.nodeid for i in items]) for p, items in plan.phases.items()}
+    try:
+        run.env.require(plan.flow, run.rows)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _run(config: pytest.Config) -> RunbookRun | None:
+    run = config.stash.get(run_key, None)
+    return run if run is not None and run.flow is not None else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run = _run(item.config)
+    phase = phase_of(item)
+    if run is None or phase is None:
+        return
+    run.current_phase, run.current_nodeid = phase, item.nodeid
+    record = run.phases[phase]
+    if record.started is None:
+        record.started = now_iso()
+        run.record("phase.start", {"title": phase_title(item)})
+    if run.blocked_by and run.blocked_by[0] != phase and phase not in RECORDING_PHASES:
+        blocked_phase, why = run.blocked_by
+        item.stash[_blocked_key] = True
+        pytest.skip(f"blocked by {blocked_phase}: {why}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report: pytest.TestReport = yield
+    run = _run(item.config)
+    phase = phase_of(item)
+    if run is None or phase is None:
+        return report
+    blocked = item.stash.get(_blocked_key, False)
+    if phase in MATRIX_ROWS and report.skipped and not blocked and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"required check {phase} was skipped: {one_line(report)} "
+            "(a required matrix check never passes silently)"
+        )
+    _gate(run, phase, item, report, blocked)
+    return report
+
+
+_blocked_key = pytest.StashKey[bool]()
+
+
+def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestReport, blocked: bool) -> None:
+    """Keep each phase's outcome, close the gate on the first failure, and journal the end of a phase."""
+    record = run.phases[phase]
+    before = run.item_outcomes.get(item.nodeid)
+    if blocked:
+        outcome = "blocked"
+    elif report.failed or before == "failed":
+        outcome = "failed"
+    elif report.skipped or before == "skipped":
+        outcome = "skipped"
+    else:
+        outcome = "passed"
+    run.item_outcomes[item.nodeid] = outcome
+    if report.failed:
+        why = one_line(report)
+        record.reason = record.reason or why
+        if run.blocked_by is None and phase not in RECORDING_PHASES:
+            run.blocked_by = (phase, why)
+    if report.when != "teardown" or record.nodeids[-1] != item.nodeid:
+        return
+    outcomes = [run.item_outcomes.get(nodeid, "blocked") for nodeid in record.nodeids]
+    if "failed" in outcomes:
+        record.outcome = "failed"
+    elif all(o == "blocked" for o in outcomes):
+        record.outcome = "blocked"
+        record.reason = f"blocked by {run.blocked_by[0]}" if run.blocked_by else ""
+    elif all(o in ("skipped", "blocked") for o in outcomes):
+        record.outcome = "skipped"
+    else:
+        record.outcome = "passed"
+    record.ended = now_iso()
+    run.record("phase.end", {"outcome": record.outcome, "reason": record.reason}, phase=phase)
+
+
+def phase_title(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    doc = (getattr(module, "__doc__", None) or "").strip()
+    return doc.split("\n\n")[0].replace("\n", " ") if doc else ""
+
+
+def one_line(report: pytest.TestReport) -> str:
+    """The why of a failure or skip, in one line an operator can read in a 'blocked by' reason."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        text = str(longrepr[2])
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(longrepr)
+    for prefix in ("Skipped: ", "Failed: ", "AssertionError: ", "E   "):
+        text = text.removeprefix(prefix)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no reason given")
+    return line if len(line) <= 240 else line[:237] + "..."
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """--runbook-plan: print the ordered phases as a Markdown checklist and run nothing."""
+    config = session.config
+    if not config.getoption("runbook_plan"):
+        return None
+    plan = config.stash.get(plan_key, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    text = render_plan(plan, config) if plan else "No runbook phases selected.\n"
+    if reporter is not None:
+        reporter.write("\n" + text)
+    return True
+
+
+def render_plan(plan: Plan, config: pytest.Config) -> str:
+    run = config.stash.get(run_key, None)
+    env = f" against {run.env.name}" if run else ""
+    lines = [f"# Runbook plan: {plan.flow}{env}", ""]
+    if config.option.markexpr:
+        lines += [f"Selected with `-m {config.option.markexpr}`.", ""]
+    for phase, items in plan.phases.items():
+        title = phase_title(items[0])
+        lines.append(
+            f"## {title}" if title.startswith(phase) else f"## {phase}" + (f" — {title}" if title else "")
+        )
+        lines.append("")
+        for item in items:
+            doc = " ".join((getattr(getattr(item, "obj", None), "__doc__", None) or "").split())
+            label = doc or item.name
+            lines.append(f"- [ ] {label}  `{item.nodeid}`")
+        if phase in RECORDING_PHASES:
+            lines.append("  (recording phase: runs even after a failed gate)")
+        lines.append("")
+    return "\n".join(lines)

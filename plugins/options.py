@@ -1,0 +1,144 @@
+"""Runbook options, and the environment file validated before anything runs.
+
+Precedence for the environment and the evidence directory: command line > process environment
+(RUNBOOK_ENV, RUNBOOK_EVIDENCE_DIR) > ini (runbook_env, runbook_evidence_dir). Every bad value is a
+`pytest.UsageError` (exit 4) that names the option or file and key, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from drivers.config import ConfigError, available_environments, load_environment
+from plugins.state import RunbookRun, RunOptions, run_key
+
+LAB_FAULTS = (
+    "service-stopped",
+    "bad-package-hash",
+    "green-unhealthy",
+    "green-degrades-after-switch",
+    "webhook-down",
+    "a11y-regression",
+    "insecure-headers",
+)
+
+HELP_ENV = "environment to run against: environments/NAME.toml (e.g. Lab, InternalStage, InternalProd)."
+HELP_EVIDENCE = "directory for evidence bundles (default: reports/)."
+
+
+def approver_name(value: str) -> str:
+    if not re.fullmatch(r"[\w .@'-]{1,80}", value) or not value.strip():
+        raise ValueError(value)
+    return value.strip()
+
+
+approver_name.__name__ = "approver name (letters, digits, space . @ ' -)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("runbook", "DR & rollback runbook")
+    group.addoption("--env", dest="runbook_env", metavar="NAME", help=HELP_ENV)
+    group.addoption(
+        "--env-file", dest="runbook_env_file", metavar="PATH", type=Path, help="any environment file (TOML)."
+    )
+    group.addoption("--evidence-dir", dest="runbook_evidence_dir", metavar="DIR", help=HELP_EVIDENCE)
+    group.addoption(
+        "--approved-by",
+        dest="runbook_approved_by",
+        metavar="NAME",
+        type=approver_name,
+        help="approval for BG-3 (required outside Lab); recorded in the journal and the notification.",
+    )
+    group.addoption(
+        "--lab-fault",
+        dest="runbook_lab_faults",
+        action="append",
+        default=[],
+        choices=LAB_FAULTS,
+        metavar="NAME",
+        help="Lab only: inject a fault for a drill (repeatable). One of: " + ", ".join(LAB_FAULTS) + ".",
+    )
+    group.addoption(
+        "--runbook-plan",
+        dest="runbook_plan",
+        action="store_true",
+        help="print the ordered phases with their docstrings as a Markdown checklist; run nothing.",
+    )
+    group.addoption(
+        "--keep-lab",
+        dest="runbook_keep_lab",
+        action="store_true",
+        help="leave the embedded Lab running after the session (prints its URLs).",
+    )
+    parser.addini("runbook_env", HELP_ENV, default="")
+    parser.addini("runbook_evidence_dir", HELP_EVIDENCE, default="reports")
+
+
+def _setting(config: pytest.Config, option: str, envvar: str, ini: str) -> tuple[str, str]:
+    """The value and where it came from, for error messages."""
+    value = config.getoption(option)
+    if value:
+        return str(value), "--" + option.removeprefix("runbook_").replace("_", "-")
+    if os.environ.get(envvar):
+        return os.environ[envvar], envvar
+    return str(config.getini(ini) or ""), f"ini {ini}"
+
+
+def resolve_env_path(config: pytest.Config) -> Path | None:
+    env_file = config.getoption("runbook_env_file")
+    name, source = _setting(config, "runbook_env", "RUNBOOK_ENV", "runbook_env")
+    if env_file and name:
+        raise pytest.UsageError(
+            f"--env-file {env_file}: give either --env or --env-file, not both (--env from {source})"
+        )
+    if env_file:
+        path = Path(env_file)
+        if not path.is_file():
+            raise pytest.UsageError(f"--env-file {env_file}: no such file")
+        return path
+    if not name:
+        return None
+    env_dir = config.rootpath / "environments"
+    path = env_dir / f"{name}.toml"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
+        have = ", ".join(available_environments(env_dir)) or "none"
+        raise pytest.UsageError(f"{source} {name}: no environments/{name}.toml (have: {have})")
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    faults = tuple(config.getoption("runbook_lab_faults") or ())
+    path = resolve_env_path(config)
+    if path is None:
+        if faults:
+            raise pytest.UsageError("--lab-fault: needs --env Lab (faults exist only in the embedded Lab)")
+        return
+    try:
+        env = load_environment(path)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if faults and not env.is_lab:
+        raise pytest.UsageError(
+            f"--lab-fault {faults[0]}: only for the embedded Lab; {path} has kind = {env.kind!r}"
+        )
+    if config.getoption("runbook_keep_lab") and not env.is_lab:
+        raise pytest.UsageError(f"--keep-lab: only for the embedded Lab; {path} has kind = {env.kind!r}")
+    evidence, _ = _setting(config, "runbook_evidence_dir", "RUNBOOK_EVIDENCE_DIR", "runbook_evidence_dir")
+    evidence_dir = Path(evidence or "reports")
+    if not evidence_dir.is_absolute():
+        evidence_dir = config.rootpath / evidence_dir
+    options = RunOptions(
+        evidence_dir=evidence_dir,
+        approved_by=config.getoption("runbook_approved_by"),
+        lab_faults=faults,
+        keep_lab=bool(config.getoption("runbook_keep_lab")),
+        plan=bool(config.getoption("runbook_plan")),
+    )
+    run = RunbookRun(env, options, config.rootpath)
+    config.stash[run_key] = run
+    config.pluginmanager.register(run, "runbook")

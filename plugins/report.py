@@ -1,0 +1,143 @@
+"""report.html: pytest-html, self-contained, with the runbook summary at the top.
+
+The bundle's name carries the flow, which is known only after collection, so the report is attached when the
+run starts rather than from `--html` at configure time; it is built from pytest-html's own classes, as its
+`pytest_configure` builds them (pytest-html is pinned in requirements.txt).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.flow import phase_of
+from plugins.state import RunbookRun, describe, run_key
+
+
+def attach_html_report(session: pytest.Session, run: RunbookRun, path: Path) -> None:
+    from pytest_html import plugin as html_plugin
+    from pytest_html.report_data import ReportData
+    from pytest_html.selfcontained_report import SelfContainedReport
+
+    config = session.config
+    if hasattr(config, "workerinput"):  # xdist workers write no files; the controller does
+        return
+    resources = Path(html_plugin.__file__).parent / "resources"
+    template = html_plugin._read_template([resources])
+    css = html_plugin._process_css(resources / "style.css", [])
+    report = SelfContainedReport(str(path), config, ReportData(config), template, css)
+    config.pluginmanager.register(report, "runbook-html")
+    # Registered after the session started: give it the start and the collection it missed.
+    report.pytest_sessionstart(session)
+    report.pytest_collection_finish(session)
+    report._report.title = f"DR runbook: {run.flow} on {run.env.name} ({run.run_id})"
+
+
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: Any
+) -> None:
+    run = session.config.stash.get(run_key, None)
+    if run is None or run.bundle is None:
+        return
+    prefix.append(render_summary(run))
+    postfix.extend(render_sections(run))
+
+
+def pytest_html_results_table_header(cells: list[str]) -> None:
+    cells.insert(1, '<th class="sortable" data-column-type="phase">Phase</th>')
+
+
+def pytest_html_results_table_row(report: Any, cells: list[str]) -> None:
+    phase = getattr(report, "runbook_phase", "") or ""
+    cells.insert(1, f'<td class="col-phase">{html.escape(phase)}</td>')
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    report.runbook_phase = phase_of(item) or ""
+    return report
+
+
+_STYLE = """
+<style>
+.runbook table{border-collapse:collapse;margin:.5em 0 1.2em}
+.runbook th,.runbook td{border:1px solid #999;padding:3px 8px;text-align:left;vertical-align:top}
+.runbook .ok{color:#0a6b0a;font-weight:bold}.runbook .bad{color:#a4262c;font-weight:bold}
+.runbook .warn{color:#8a5300;font-weight:bold}
+</style>
+"""
+
+
+def _e(value: object, run: RunbookRun) -> str:
+    return html.escape(run.env.redact(str(value)))
+
+
+def _table(run: RunbookRun, header: list[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c, run)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_summary(run: RunbookRun) -> str:
+    passed = run.outcome == "passed"
+    outcome_class = "ok" if passed else "bad"
+    rollback = f"yes: {run.rollback_result or 'done'}" if run.rollback_ran else "no"
+    rows: list[tuple[str, str, str]] = [
+        ("Environment", _e(f"{run.env.name} ({run.env.kind}, {run.env.source.name})", run), ""),
+        ("Flow", _e(run.flow, run), ""),
+        ("Versions", _e(f"{run.version_from or '?'} -> {run.version_to or '?'}", run), ""),
+        ("Outcome", _e(run.outcome_words(), run), outcome_class),
+        ("Rollback ran", _e(rollback, run), "ok" if run.rollback_result in (None, "succeeded") else "bad"),
+        ("Approved by", _e(run.approver or "-", run), ""),
+    ]
+    if run.restore_result:
+        ok = run.restore_result.startswith("succeeded")
+        rows.append(("Restore after failure", _e(run.restore_result, run), "ok" if ok else "bad"))
+    if run.options.lab_faults:
+        rows.append(("Lab faults injected", _e(", ".join(run.options.lab_faults), run), "warn"))
+    if run.blocked_by:
+        rows.append(("Blocked by", _e(f"{run.blocked_by[0]}: {run.blocked_by[1]}", run), "bad"))
+    notes = ", ".join(f"{n['event_type']} ({n['delivery']})" for n in run.notifications) or "none"
+    rows.append(("Notifications sent", _e(notes, run), ""))
+    body = "".join(f'<tr><th>{k}</th><td class="{cls}">{v}</td></tr>' for k, v, cls in rows)
+    warnings = ""
+    if run.warnings or run.writer_errors:
+        items = "".join(f"<li>{_e(w, run)}</li>" for w in [*run.warnings, *run.writer_errors])
+        warnings = f'<h3 class="warn">Warnings</h3><ul>{items}</ul>'
+    return f'{_STYLE}<div class="runbook" id="runbook-summary"><h2>Runbook summary</h2><table>{body}</table>{warnings}</div>'
+
+
+def render_sections(run: RunbookRun) -> list[str]:
+    sections = []
+    phases = [[p.id, p.outcome or "not run", p.reason] for p in run.phases.values()]
+    sections.append(
+        f'<div class="runbook" id="runbook-phases"><h2>Phases</h2>{_table(run, ["phase", "outcome", "reason"], phases)}</div>'
+    )
+    if run.notifications:
+        rows = [
+            [
+                n["event_type"],
+                n["delivery"],
+                n["attempts"],
+                n.get("http_status") or "",
+                n.get("error") or "",
+                n["target"],
+            ]
+            for n in run.notifications
+        ]
+        table = _table(run, ["event type", "delivery", "attempts", "HTTP", "error", "target"], rows)
+        sections.append(
+            f'<div class="runbook" id="runbook-notifications"><h2>Notifications</h2>{table}</div>'
+        )
+    timeline = [[e["ts"][11:23], e["phase"] or "", describe(e)] for e in run.events]
+    sections.append(
+        f'<div class="runbook" id="runbook-timeline"><h2>Timeline (UTC)</h2>'
+        f"{_table(run, ['time', 'phase', 'step'], timeline)}</div>"
+    )
+    sections.extend(run.report_sections)
+    return sections

@@ -1,0 +1,94 @@
+"""PRE: preconditions (playbook §3). Packages verified, notification webhook ready, outage watch, log paths.
+
+Nothing here changes a system. A failed precondition blocks the whole flow: nothing is stopped or deployed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+
+from drivers.config import Environment
+from drivers.deploy import DeployDriver
+from drivers.notify import Notifier
+from drivers.packages import PackageSet
+from drivers.probe import smoke_checks
+from fixtures.deploy import driver_step, verify_package
+from fixtures.probe import Probe
+from plugins.state import RunbookRun
+
+pytestmark = [pytest.mark.rollback, pytest.mark.bluegreen, pytest.mark.phase("PRE")]
+
+
+def test_packages_present_and_verified(
+    runbook: RunbookRun, packages: PackageSet, environment: Environment
+) -> None:
+    """§3.1: the latest package, and for a rollback the previous stable one, are in the offline directory and
+    their SHA-256 matches the .sha256 beside them."""
+    latest = driver_step(lambda: packages.latest)
+    verify_package(runbook, latest, "precondition: latest package")
+    if runbook.flow == "rollback":
+        previous = driver_step(lambda: packages.previous_stable(environment.packages.previous_stable))
+        verify_package(runbook, previous, "precondition: previous stable package")
+
+
+def test_notification_webhook_configured_and_reachable(runbook: RunbookRun, notifier: Notifier) -> None:
+    """§3.2: the deploy-notification webhook is configured. If it cannot be reached, notifications queue in the
+    outbox and the flow goes on; the report shows it as a warning."""
+    assert notifier.webhook_url, "[notify] webhook_url is not configured: no one would hear of this rollback"
+    reachable, detail = notifier.reachable()
+    runbook.record(
+        "probe",
+        {"name": "webhook", "url": notifier.target, "status": 200 if reachable else -1, "latency_ms": None,
+         "error": None if reachable else detail},
+    )  # fmt: skip
+    if not reachable:
+        runbook.warn(f"the notification webhook {notifier.target} cannot be reached ({detail}); "
+                     "notifications will queue in the outbox")  # fmt: skip
+
+
+def test_outage_watch_smoke_before_acting(
+    runbook: RunbookRun, probe: Probe, environment: Environment, deployer: DeployDriver
+) -> None:
+    """§3.3 and §4: run the smoke checks before acting. When every probe is refused (-1) the service is treated
+    as fully stopped and the flow prepares a redeploy; either way the state is recorded, and the flow goes on."""
+    base = environment.service.base_url
+    results = [probe(c.name, urljoin(base, c.path)) for c in smoke_checks(environment.service)]
+    health = results[0].json() if results[0].status in (200, 503) else None
+    runbook.version_from = (
+        str(health["version"]) if isinstance(health, dict) and "version" in health
+        else driver_step(lambda: deployer.current_version("active"))
+    )  # fmt: skip
+    if all(r.refused for r in results):
+        runbook.service_state = "stopped"
+        runbook.record("note", {
+            "message": "every pre-rollback probe refused (-1): the service is treated as fully stopped "
+                       "(playbook §4); the flow goes on to redeploy",
+            "service_state": "stopped", "version_laid_out": runbook.version_from,
+        })  # fmt: skip
+    else:
+        runbook.service_state = "up" if all(r.status in (200, 401) for r in results) else "degraded"
+        runbook.record("note", {
+            "message": f"pre-rollback smoke: service {runbook.service_state}, serving {runbook.version_from}",
+            "service_state": runbook.service_state,
+        })  # fmt: skip
+
+
+def test_log_and_evidence_paths_writable(runbook: RunbookRun, log_dirs: list[Path]) -> None:
+    """§3.4: the log collection paths exist and are writable, and so is the evidence bundle."""
+    problems = []
+    for directory in [*log_dirs, runbook.artifacts]:
+        if not directory.is_dir():
+            problems.append(f"{directory}: does not exist")
+            continue
+        try:
+            fd, name = tempfile.mkstemp(dir=directory, prefix=".runbook-write-check-")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            problems.append(f"{directory}: not writable ({exc.strerror})")
+    assert not problems, "log collection paths not ready: " + "; ".join(problems)

@@ -1,0 +1,23 @@
+"""RB-2: stop the IIS site and recycle the App Pool (playbook §6.2): the web process, then the worker."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import pytest
+
+from drivers.config import Environment
+from fixtures.deploy import SiteControl, driver_step
+from fixtures.probe import Probe
+
+pytestmark = [pytest.mark.rollback, pytest.mark.phase("RB-2")]
+
+
+def test_stop_site_and_recycle_app_pool(site: SiteControl, probe: Probe, environment: Environment) -> None:
+    """Stop the site, recycle its pool, and check that the public address no longer answers."""
+    steps = driver_step(lambda: site.stop("active"))
+    assert steps, "the deploy driver reported no step for stop_site"
+    failed = [s for s in steps if s.result not in ("stopped", "already stopped", "ok")]
+    assert not failed, f"stop steps did not complete: {failed}"
+    after = probe("health", urljoin(environment.service.base_url, environment.service.health_path), retries=0)
+    assert after.refused, f"the site still answers after stop_site: HTTP {after.status} at {after.url}"

@@ -1,0 +1,147 @@
+"""Whole rollback drills against the real embedded Lab, run as an operator runs them (a pytest subprocess).
+
+Each drill keeps its Lab (--keep-lab) so the test can check what the public address serves afterwards, then
+stops it by its recorded PIDs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import Lab
+from plugins.journal import read_events, verify_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.lab, pytest.mark.drill]
+
+
+@dataclass
+class Drill:
+    returncode: int
+    output: str
+    bundle: Path
+    events: list[dict[str, Any]]
+    lab_dir: Path
+
+    def kinds(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == kind]
+
+    def phase_outcomes(self) -> dict[str, str]:
+        return {e["phase"]: e["data"]["outcome"] for e in self.kinds("phase.end")}
+
+    def served_version(self) -> str | None:
+        lab = Lab.attach(self.lab_dir)
+        assert lab is not None, "the drill was run with --keep-lab; its Lab should still be there"
+        try:
+            with urllib.request.urlopen(lab.public_url + "/health", timeout=3) as response:
+                return str(json.load(response)["version"])
+        except OSError:
+            return None
+
+
+@pytest.fixture
+def drill(tmp_path: Path) -> Iterator[Any]:
+    lab_dir = tmp_path / "lab"
+
+    def run(*args: str, marker: str = "rollback") -> Drill:
+        env_file = tmp_path / "Lab.toml"
+        text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
+        env_file.write_text(text.replace('dir = ".lab"', f'dir = "{lab_dir.as_posix()}"'), encoding="utf-8")
+        reports = tmp_path / "reports"
+        cmd = [sys.executable, "-m", "pytest", "-m", marker, "--env-file", str(env_file), "--evidence-dir",
+               str(reports), "--keep-lab", "-p", "no:cacheprovider", "-rs", *args]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+        output = proc.stdout + proc.stderr
+        (bundle,) = list(reports.iterdir())
+        return Drill(proc.returncode, output, bundle, read_events(bundle / "evidence.jsonl"), lab_dir)
+
+    yield run
+    lab = Lab.attach(lab_dir)
+    if lab is not None:
+        lab.stop()
+
+
+ROLLBACK_ORDER = ["PRE", "RB-1", "RB-2", "RB-3", "DR-SMOKE", "RB-4", "RB-5"]
+
+
+def test_green_rollback_drill(drill: Any) -> None:
+    d = drill()
+    assert d.returncode == 0, d.output
+    assert [e["phase"] for e in d.kinds("phase.start")] == ROLLBACK_ORDER
+    assert set(d.phase_outcomes().values()) == {"passed"}
+    end = d.events[-1]
+    assert end["kind"] == "run.end"
+    assert end["data"]["exitstatus"] == 0
+    assert (end["data"]["version_from"], end["data"]["version_to"]) == ("1.1.0", "1.0.0")
+    assert end["data"]["rollback_ran"] is True
+    assert d.served_version() == "1.0.0"
+    # RB-2 really stopped the site: the probe right after it found no connection.
+    rb2_probes = [e for e in d.kinds("probe") if e["phase"] == "RB-2"]
+    assert rb2_probes
+    assert rb2_probes[-1]["data"]["status"] == -1
+    assert [(n["data"]["event_type"], n["data"]["delivery"]) for n in d.kinds("notify")] == [
+        ("RolledBack", "delivered"),
+        ("Deployed", "delivered"),
+    ]
+    received = sorted((d.lab_dir / "logs" / "deploy" / "notifications").glob("*.jsonl"))
+    assert received, "the Lab's webhook sink logged nothing"
+    assert sum(1 for f in received for _ in f.open()) == 2
+    assert verify_bundle(d.bundle).ok
+    for name in ("report.html", "junit.xml", "timeline.md", "manifest.json", "artifacts/notifications.jsonl"):
+        assert (d.bundle / name).is_file(), name
+    assert "Runbook summary" in (d.bundle / "report.html").read_text(encoding="utf-8")
+
+
+def test_service_stopped_is_treated_as_fully_stopped_and_redeployed(drill: Any) -> None:
+    d = drill("--lab-fault", "service-stopped")
+    assert d.returncode == 0, d.output
+    pre_probes = [
+        e["data"] for e in d.kinds("probe") if e["phase"] == "PRE" and e["data"]["name"] != "webhook"
+    ]
+    assert [p["status"] for p in pre_probes] == [-1, -1, -1]
+    assert all(p["error"] for p in pre_probes)
+    notes = [e["data"] for e in d.kinds("note") if e["data"].get("service_state") == "stopped"]
+    assert notes
+    assert "fully stopped (playbook §4)" in notes[0]["message"]
+    assert d.events[-1]["data"]["version_from"] == "1.1.0"
+    assert d.served_version() == "1.0.0"
+
+
+def test_bad_package_hash_stops_before_touching_the_service(drill: Any) -> None:
+    d = drill("--lab-fault", "bad-package-hash")
+    assert d.returncode == 1, d.output
+    outcomes = d.phase_outcomes()
+    assert outcomes["PRE"] == "failed"
+    assert {outcomes[p] for p in ("RB-1", "RB-2", "RB-3", "DR-SMOKE", "RB-4")} == {"blocked"}
+    assert outcomes["RB-5"] == "passed"
+    assert "blocked by PRE: MCMS_Setup_1.0.0.zip: sha256 mismatch" in d.output
+    acted = {e["data"]["name"] for e in d.kinds("action")}
+    assert not acted & {"stop_site", "recycle_pool", "deploy", "start_site"}, acted
+    assert d.kinds("notify") == []
+    assert d.served_version() == "1.1.0"
+    assert d.events[-1]["data"]["outcome"] == "failed"
+    assert verify_bundle(d.bundle).ok
+
+
+def test_webhook_down_queues_notifications_and_goes_on(drill: Any) -> None:
+    d = drill("--lab-fault", "webhook-down")
+    assert d.returncode == 0, d.output
+    assert [(n["data"]["event_type"], n["data"]["delivery"]) for n in d.kinds("notify")] == [
+        ("RolledBack", "failed"),
+        ("Deployed", "failed"),
+    ]
+    outbox = [json.loads(line) for line in (d.bundle / "artifacts" / "notifications.jsonl").open()]
+    assert [r["state"] for r in outbox] == ["queued", "failed", "queued", "failed"]
+    assert d.events[-1]["data"]["warnings"] >= 2
+    assert "WARNING:  notification RolledBack was not delivered" in d.output
+    assert "Warnings" in (d.bundle / "report.html").read_text(encoding="utf-8")
+    assert d.served_version() == "1.0.0"
