@@ -113,9 +113,13 @@ class LabDeployDriver(DeployDriver):
         return None if version is None else str(version)
 
     def stop_site(self, node: str) -> list[ActionResult]:
+        names = {"stop site": "stop_site", "recycle app pool": "recycle_pool"}
         steps = self._node(node).stop()
         return [
-            ActionResult(step.name, node, step.result, step.duration_s, {"pid": step.pid}) for step in steps
+            ActionResult(
+                names.get(step.name, step.name), node, step.result, step.duration_s, {"pid": step.pid}
+            )
+            for step in steps
         ]
 
     def deploy(self, package: Package, node: str) -> ActionResult:

@@ -57,8 +57,7 @@ def drill(tmp_path: Path) -> Iterator[Any]:
         text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
         env_file.write_text(text.replace('dir = ".lab"', f'dir = "{lab_dir.as_posix()}"'), encoding="utf-8")
         reports = tmp_path / "reports"
-        cmd = [sys.executable, "-m", "pytest", "-m", marker, "--env-file", str(env_file), "--evidence-dir",
-               str(reports), "--keep-lab", "-p", "no:cacheprovider", "-rs", *args]  # fmt: skip
+        cmd = [sys.executable, "-m", "pytest", "-m", marker, f"--env-file={env_file}", f"--evidence-dir={reports}", "--keep-lab", "-p", "no:cacheprovider", "-rs", *args]  # fmt: skip
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
         output = proc.stdout + proc.stderr
         (bundle,) = list(reports.iterdir())

@@ -1,0 +1,454 @@
+"""The embedded Lab: a real MCMS sample on loopback, started and stopped by the runbook suite.
+
+Layout under ``root``::
+
+    artifacts/offline/          MCMS_Setup_<version>.zip + .sha256 (the playbook's offline package output)
+    artifacts/offline/logs/     offline log collection path (playbook §3.4)
+    logs/deploy/notifications/  the webhook sink's notifications_<date>.jsonl
+    logs/app/                   one log per process: <slot>-web.log, <slot>-worker.log
+    releases/<slot>-<version>-<n>/  unzipped releases (disposable, like an IIS site folder)
+    data/                       the database and outbox, kept across releases and shared by slots
+    shared/                     the "shared drive" the worker mirrors to
+    state.json                  ports, PIDs with their argv, versions, release dirs, faults, URLs
+
+Every process is tracked by PID and the argv it was started with; nothing is ever stopped by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any
+
+from lab import procs
+from lab.httpc import HttpReply
+from lab.packages import build_package, check_version, package_name, write_sha256_file
+from lab.procs import LabError, ProcessRecord
+
+LAB_FAULTS = (
+    "service-stopped",
+    "bad-package-hash",
+    "green-unhealthy",
+    "green-degrades-after-switch",
+    "webhook-down",
+    "a11y-regression",
+    "insecure-headers",
+)
+PREVIOUS_STABLE = "1.0.0"
+CURRENT = "1.1.0"
+
+STATE_SCHEMA = 1
+SINK_SCRIPT = Path(__file__).resolve().parent / "sink.py"
+_REQUIRED_ENTRIES = ("release.json", "mcms/web.py", "mcms/worker.py")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One operator-visible step (stop site, recycle app pool) with what it found and how long it took."""
+
+    name: str
+    pid: int | None
+    result: str  # "stopped" | "already stopped"
+    duration_s: float
+
+
+class Node:
+    """One slot (blue, later green): a port that stays put, the release laid out there, its two processes."""
+
+    def __init__(self, lab: Lab, slot: str, port: int) -> None:
+        self.lab = lab
+        self.slot = slot
+        self.port = port
+        self.release_dir: Path | None = None
+        self.processes: dict[str, ProcessRecord] = {}
+
+    def __repr__(self) -> str:
+        return f"Node({self.slot!r}, url={self.url!r}, version={self.deployed_version()!r})"
+
+    @property
+    def url(self) -> str:
+        return _url(self.lab.host, self.port)
+
+    def deployed_version(self) -> str | None:
+        """The version of the release laid out on this node, running or not."""
+        if self.release_dir is None:
+            return None
+        try:
+            data = json.loads((self.release_dir / "release.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        version = data.get("version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) else None
+
+    def is_running(self) -> bool:
+        return any(record.alive() for record in self.processes.values())
+
+    def stop(self, timeout: float = 10.0) -> list[StepResult]:
+        """Stop the site (web), then recycle the pool (worker), like Stop-WebSite + Stop-WebAppPool."""
+        steps = []
+        for key, name in (("web", "stop site"), ("worker", "recycle app pool")):
+            record = self.processes.get(key)
+            started = time.perf_counter()
+            stopped = record is not None and procs.stop_pid(record.pid, timeout, record.argv)
+            self.processes.pop(key, None)
+            steps.append(
+                StepResult(
+                    name=name,
+                    pid=record.pid if record else None,
+                    result="stopped" if stopped else "already stopped",
+                    duration_s=round(time.perf_counter() - started, 3),
+                )
+            )
+        self.lab.save_state()
+        return steps
+
+    def deploy(self, package: Path) -> Path:
+        """Unzip package into releases/<slot>-<version>-<n>/ and make it this node's release.
+
+        The package hash is not checked here: verifying it is the runbook's job (its driver does it), and a
+        drill must be able to watch what happens when nobody checks.
+        """
+        if self.is_running():
+            raise LabError(f"node {self.slot} is running; stop it before deploying {package.name}")
+        try:
+            with zipfile.ZipFile(package) as zf:
+                names = zf.namelist()
+                for name in names:
+                    pure = PurePosixPath(name)
+                    if pure.is_absolute() or ".." in pure.parts or ":" in name or "\\" in name:
+                        raise LabError(f"{package}: unsafe entry {name!r}")
+                missing = [n for n in _REQUIRED_ENTRIES if n not in names]
+                if missing:
+                    raise LabError(f"{package}: not an MCMS package, missing {', '.join(missing)}")
+                version = check_version(str(json.loads(zf.read("release.json"))["version"]))
+                releases = self.lab.releases_dir
+                releases.mkdir(parents=True, exist_ok=True)
+                taken = [p.name.rpartition("-")[2] for p in releases.glob(f"{self.slot}-{version}-*")]
+                n = 1 + max((int(t) for t in taken if t.isdigit()), default=0)
+                target = releases / f"{self.slot}-{version}-{n}"
+                partial = releases / f".{target.name}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                zf.extractall(partial)
+        except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise LabError(f"cannot deploy {package}: {exc}") from exc
+        # Laid out under a temporary name and renamed: a half-unzipped release is never current.
+        partial.rename(target)
+        self.release_dir = target
+        self.lab.save_state()
+        return target
+
+    def start(self, timeout: float = 15.0, *, require_healthy: bool = True) -> float:
+        """Start the worker, then the web, from the current release; return seconds from spawn to ready.
+
+        Ready means /health answers with this release's version and this worker's heartbeat, and (unless
+        ``require_healthy`` is False, for releases built to be unhealthy) status 200 Healthy. On failure both
+        processes are stopped and LabError carries the log tails.
+        """
+        if self.release_dir is None:
+            raise LabError(f"nothing is deployed on node {self.slot}")
+        if self.is_running():
+            raise LabError(f"node {self.slot} is already running")
+        version = self.deployed_version()
+        if version is None:
+            raise LabError(f"{self.release_dir} has no readable release.json")
+        lab = self.lab
+        app = self.release_dir / "mcms"
+        common = ["--data", str(lab.data_dir), "--shared", str(lab.shared_dir), "--node", self.slot]
+        worker_argv = procs.python_argv(app / "worker.py", *common)
+        web_argv = procs.python_argv(app / "web.py", "--host", lab.host, "--port", str(self.port), *common)
+        started = time.monotonic()
+        worker = procs.spawn(f"{self.slot}-worker", worker_argv, lab.app_log_dir / f"{self.slot}-worker.log")
+        self.processes["worker"] = worker
+        web = procs.spawn(f"{self.slot}-web", web_argv, lab.app_log_dir / f"{self.slot}-web.log")
+        self.processes["web"] = web
+        lab.save_state()
+
+        def ready(reply: HttpReply) -> bool:
+            if reply.status not in (200, 503):
+                return False
+            try:
+                health = reply.json()
+                worker_pid = health["components"]["worker"]["pid"]
+            except (ValueError, KeyError, TypeError):
+                return False
+            if health.get("version") != version or worker_pid != worker.pid:
+                return False
+            return not require_healthy or (reply.status == 200 and health.get("status") == "Healthy")
+
+        try:
+            procs.wait_http(f"{self.url}/health", timeout, ready, watch=(worker, web))
+        except LabError as exc:
+            self.stop()
+            raise LabError(f"node {self.slot} ({version}) did not start: {exc}") from exc
+        return time.monotonic() - started
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "port": self.port,
+            "url": self.url,
+            "release_dir": str(self.release_dir) if self.release_dir else None,
+            "version": self.deployed_version(),
+            "processes": {key: record.to_json() for key, record in self.processes.items()},
+        }
+
+
+class Lab:
+    """The embedded Lab. ``Lab(root, faults).start()`` ... ``stop()``; or ``with Lab(root) as lab:``."""
+
+    def __init__(self, root: Path, faults: Iterable[str] = (), host: str = "127.0.0.1") -> None:
+        self.faults = tuple(faults)
+        unknown = [f for f in self.faults if f not in LAB_FAULTS]
+        if unknown:
+            raise ValueError(
+                f"unknown Lab fault(s) {', '.join(map(repr, unknown))}; known: {', '.join(LAB_FAULTS)}"
+            )
+        self.root = Path(root).resolve()
+        self.host = host
+        self.packages_dir = self.root / "artifacts" / "offline"
+        self.log_dirs = [
+            self.packages_dir / "logs",
+            self.root / "logs" / "deploy",
+            self.root / "logs" / "app",
+        ]
+        self.notifications_log_dir = self.root / "logs" / "deploy" / "notifications"
+        self.app_log_dir = self.root / "logs" / "app"
+        self.releases_dir = self.root / "releases"
+        self.data_dir = self.root / "data"
+        self.shared_dir = self.root / "shared"
+        self.state_path = self.root / "state.json"
+        self.slots: dict[str, Node] = {}
+        self.sink: ProcessRecord | None = None
+        self.webhook_port: int | None = None
+        self.status = "new"
+
+    def __repr__(self) -> str:
+        return f"Lab({str(self.root)!r}, faults={self.faults!r}, status={self.status!r})"
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- addresses
+
+    @property
+    def public_url(self) -> str:
+        # One node for now: its port is the public address. A router in front of blue/green takes over later.
+        return self.node("blue").url
+
+    @property
+    def webhook_url(self) -> str:
+        if self.webhook_port is None:
+            raise LabError("the Lab is not started")
+        return f"{_url(self.host, self.webhook_port)}/webhook"
+
+    def node(self, slot: str = "blue") -> Node:
+        try:
+            return self.slots[slot]
+        except KeyError:
+            raise LabError(
+                f"no slot {slot!r} (slots: {', '.join(self.slots) or 'none, not started'})"
+            ) from None
+
+    def urls(self) -> dict[str, str]:
+        urls = {"public": self.public_url}
+        urls |= {slot: node.url for slot, node in self.slots.items()}
+        urls["webhook"] = self.webhook_url
+        return urls
+
+    def package(self, version: str) -> Path:
+        return self.packages_dir / package_name(version)
+
+    # -- life cycle
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Build the offline packages, start the webhook sink and node blue with the current release."""
+        if self.status in ("starting", "running"):
+            raise LabError(f"the Lab in {self.root} is already {self.status}")
+        deadline = time.monotonic() + timeout
+        self._stop_leftovers()
+        for directory in (*self.log_dirs, self.notifications_log_dir, self.releases_dir, self.data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        stable = build_package(PREVIOUS_STABLE, self.packages_dir, self._release_faults(PREVIOUS_STABLE))
+        current = build_package(CURRENT, self.packages_dir, self._release_faults(CURRENT))
+        if "bad-package-hash" in self.faults:
+            # A well-formed digest of other bytes: what a truncated copy or a swapped file looks like.
+            write_sha256_file(stable, hashlib.sha256(b"not " + stable.read_bytes()).hexdigest())
+        self.slots = {"blue": Node(self, "blue", procs.free_port(self.host))}
+        self.webhook_port = procs.free_port(self.host)
+        self.status = "starting"
+        try:
+            if "webhook-down" not in self.faults:
+                argv = procs.python_argv(
+                    SINK_SCRIPT,
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.webhook_port),
+                    "--log-dir",
+                    str(self.notifications_log_dir),
+                )
+                self.sink = procs.spawn(
+                    "webhook-sink", argv, self.root / "logs" / "deploy" / "webhook-sink.log"
+                )
+            # else: webhook_url keeps pointing at a port where nothing listens.
+            self.save_state()
+            blue = self.slots["blue"]
+            blue.deploy(current)
+            if "service-stopped" not in self.faults:
+                blue.start(timeout=max(1.0, deadline - time.monotonic()))
+            # else: laid out but never started, as the playbook's Lab run found it (§4).
+            if self.sink is not None:
+                procs.wait_http(
+                    _url(self.host, self.webhook_port) + "/",
+                    max(1.0, deadline - time.monotonic()),
+                    lambda reply: reply.status == 200,
+                    watch=(self.sink,),
+                )
+        except BaseException:
+            self.stop()
+            raise
+        self.status = "running"
+        self.save_state()
+
+    def _release_faults(self, version: str) -> tuple[str, ...]:
+        """Release faults (see lab.packages.RELEASE_FAULTS) that this Lab's faults build into a package.
+
+        Placeholder for the later wiring: green-unhealthy, green-degrades-after-switch, a11y-regression and
+        insecure-headers are accepted today but change no package yet; they will map to the release faults
+        ``unhealthy``, ``degrade-after:<s>``, ``a11y-regression`` and ``insecure-headers`` of the package
+        that the drill deploys.
+        """
+        return ()
+
+    def stop(self) -> None:
+        """Stop every process by PID (each node's web then worker, then the sink); safe to call twice."""
+        errors: list[str] = []
+        for node in self.slots.values():
+            try:
+                node.stop()
+            except LabError as exc:
+                errors.append(str(exc))
+        if self.sink is not None:
+            try:
+                procs.stop_pid(self.sink.pid, 10.0, self.sink.argv)
+                self.sink = None
+            except LabError as exc:
+                errors.append(str(exc))
+        if self.status != "new":
+            self.status = "stopped"
+            self.save_state()
+        if errors:
+            raise LabError("the Lab did not stop cleanly: " + "; ".join(errors))
+
+    def _stop_leftovers(self) -> None:
+        """A Lab kept running earlier in this root would hold ports and files: stop its processes first."""
+        for record in _records(_read_state(self.state_path)):
+            with contextlib.suppress(LabError):
+                procs.stop_pid(record.pid, 5.0, record.argv)
+
+    # -- state
+
+    def processes(self) -> list[ProcessRecord]:
+        records = [r for node in self.slots.values() for r in node.processes.values()]
+        return records + ([self.sink] if self.sink is not None else [])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "schema": STATE_SCHEMA,
+            "status": self.status,
+            "updated_at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            "root": str(self.root),
+            "host": self.host,
+            "faults": list(self.faults),
+            "urls": self.urls() if self.slots and self.webhook_port else {},
+            "webhook_port": self.webhook_port,
+            "sink": self.sink.to_json() if self.sink else None,
+            "packages": {
+                "dir": str(self.packages_dir),
+                "previous_stable": PREVIOUS_STABLE,
+                "current": CURRENT,
+            },
+            "nodes": {slot: node.to_json() for slot, node in self.slots.items()},
+        }
+
+    def save_state(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.state(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    @classmethod
+    def attach(cls, root: Path) -> Lab | None:
+        """The Lab kept running in root (``--keep-lab``), when state.json says so and its processes live."""
+        state = _read_state(Path(root).resolve() / "state.json")
+        if state is None or state.get("status") != "running":
+            return None
+        try:
+            lab = cls(Path(root), state.get("faults", []), str(state.get("host", "127.0.0.1")))
+            lab.webhook_port = state.get("webhook_port")
+            lab.sink = ProcessRecord.from_json(state["sink"]) if state.get("sink") else None
+            for slot, data in state.get("nodes", {}).items():
+                node = Node(lab, slot, int(data["port"]))
+                node.release_dir = Path(data["release_dir"]) if data.get("release_dir") else None
+                node.processes = {k: ProcessRecord.from_json(v) for k, v in data.get("processes", {}).items()}
+                lab.slots[slot] = node
+        except (KeyError, TypeError, ValueError):
+            return None
+        if "blue" not in lab.slots or not all(record.alive() for record in lab.processes()):
+            return None
+        lab.status = "running"
+        return lab
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _records(state: dict[str, Any] | None) -> list[ProcessRecord]:
+    if not state:
+        return []
+    raw = [state.get("sink")]
+    for node in (state.get("nodes") or {}).values():
+        raw.extend((node.get("processes") or {}).values())
+    records = []
+    for item in raw:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            if item:
+                records.append(ProcessRecord.from_json(item))
+    return records
+
+
+__all__ = [
+    "CURRENT",
+    "LAB_FAULTS",
+    "PREVIOUS_STABLE",
+    "Lab",
+    "LabError",
+    "Node",
+    "StepResult",
+]
