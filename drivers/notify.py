@@ -125,19 +125,24 @@ class Notifier:
         parts = urlsplit(self.webhook_url)
         return self.redact(f"{parts.scheme}://{parts.netloc}/…") if parts.netloc else "(not configured)"
 
-    def reachable(self) -> tuple[bool, str]:
-        """Can a TCP/HTTP conversation with the webhook host happen at all? Sends no notification."""
+    def reachable(self) -> tuple[int, float, str]:
+        """GET the webhook host's root: (HTTP status or -1, latency ms, detail). Sends no notification.
+
+        Any HTTP answer counts as reachable: webhooks often answer 404/405 to a GET of their root.
+        """
         if not self.webhook_url:
-            return False, "no webhook_url configured"
+            return -1, 0.0, "no webhook_url configured"
         parts = urlsplit(self.webhook_url)
         request = urllib.request.Request(f"{parts.scheme}://{parts.netloc}/", method="GET")
+        start = time.perf_counter()
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                return True, f"HTTP {response.status}"
+                status, detail = response.status, f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
-            return True, f"HTTP {exc.code}"  # the host answered; that is what reachability means here
+            status, detail = exc.code, f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
-            return False, self.redact(str(getattr(exc, "reason", exc)))
+            status, detail = -1, self.redact(str(getattr(exc, "reason", exc)))
+        return status, round((time.perf_counter() - start) * 1000, 2), detail
 
     def send(self, event_type: str, environment: str, summary: str, facts: Mapping[str, object]) -> Delivery:
         if event_type not in EVENT_TYPES:

@@ -66,7 +66,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _STYLE = """
 <style>
 .runbook table{border-collapse:collapse;margin:.5em 0 1.2em}
-.runbook th,.runbook td{border:1px solid #999;padding:3px 8px;text-align:left;vertical-align:top}
+.runbook th,.runbook td{border:1px solid #999;padding:3px 8px;text-align:left;vertical-align:top;color:#222}
 .runbook .ok{color:#0a6b0a;font-weight:bold}.runbook .bad{color:#a4262c;font-weight:bold}
 .runbook .warn{color:#8a5300;font-weight:bold}
 </style>

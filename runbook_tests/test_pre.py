@@ -40,15 +40,17 @@ def test_notification_webhook_configured_and_reachable(runbook: RunbookRun, noti
     """§3.2: the deploy-notification webhook is configured. If it cannot be reached, notifications queue in the
     outbox and the flow goes on; the report shows it as a warning."""
     assert notifier.webhook_url, "[notify] webhook_url is not configured: no one would hear of this rollback"
-    reachable, detail = notifier.reachable()
+    status, latency_ms, detail = notifier.reachable()
     runbook.record(
         "probe",
-        {"name": "webhook", "url": notifier.target, "status": 200 if reachable else -1, "latency_ms": None,
-         "error": None if reachable else detail},
+        {"name": "webhook", "url": notifier.target, "status": status, "latency_ms": latency_ms,
+         "error": None if status != -1 else detail},
     )  # fmt: skip
-    if not reachable:
-        runbook.warn(f"the notification webhook {notifier.target} cannot be reached ({detail}); "
-                     "notifications will queue in the outbox")  # fmt: skip
+    if status == -1:
+        runbook.warn(
+            f"the notification webhook {notifier.target} cannot be reached ({detail}); "
+            "notifications will queue in the outbox"
+        )
 
 
 def test_outage_watch_smoke_before_acting(
