@@ -10,7 +10,8 @@ from __future__ import annotations
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -108,13 +109,23 @@ class LabDeployDriver(DeployDriver):
     def _node(self, node: str) -> Any:
         return self.lab.node("blue" if node == "active" else node)
 
+    @contextmanager
+    def _lab_errors(self) -> Iterator[None]:
+        from lab import LabError
+
+        try:
+            yield
+        except LabError as exc:
+            raise DriverError(str(exc)) from exc
+
     def current_version(self, node: str) -> str | None:
         version = self._node(node).deployed_version()
         return None if version is None else str(version)
 
     def stop_site(self, node: str) -> list[ActionResult]:
         names = {"stop site": "stop_site", "recycle app pool": "recycle_pool"}
-        steps = self._node(node).stop()
+        with self._lab_errors():
+            steps = self._node(node).stop()
         return [
             ActionResult(
                 names.get(step.name, step.name), node, step.result, step.duration_s, {"pid": step.pid}
@@ -126,13 +137,14 @@ class LabDeployDriver(DeployDriver):
         action = ActionResult(
             "deploy", node, detail={"package": package.path.name, "version": package.version}
         )
-        with timed(action):
+        with timed(action), self._lab_errors():
             release = self._node(node).deploy(package.path)
             action.detail["release_dir"] = str(release)
         return action
 
     def _start(self, node: str, version: str) -> None:
-        self._node(node).start(timeout=self.env.drivers.start_timeout_s)
+        with self._lab_errors():
+            self._node(node).start(timeout=self.env.drivers.start_timeout_s)
 
 
 @DEPLOY_DRIVERS.register("command")

@@ -1,0 +1,128 @@
+"""The site fixture's undo (policy restore-on-failure) against a real Lab.
+
+A previous stable package that passes its hash check but never becomes healthy is the realistic way a rollback
+fails after the site was stopped; the undo must bring back what was serving before, or say loudly that it could
+not.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.base import DriverError
+from drivers.config import Environment, load_environment
+from drivers.deploy import LabDeployDriver
+from drivers.packages import find_packages
+from drivers.probe import Prober
+from fixtures.deploy import SiteControl
+from lab import Lab, build_package
+from plugins.state import RunbookRun, RunOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.lab
+
+
+def lab_environment(tmp_path: Path, lab: Lab) -> Environment:
+    text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
+    text = text.replace("start_timeout_s = 20.0", "start_timeout_s = 3.0")
+    path = tmp_path / "Lab.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_environment(path).with_lab_endpoints(
+        lab.public_url, {"blue": lab.node("blue").url}, lab.webhook_url, lab.packages_dir
+    )
+
+
+def started_lab(tmp_path: Path, *faults: str) -> Lab:
+    lab = Lab(tmp_path / "lab", faults=faults)
+    lab.start()
+    return lab
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[object]:
+    labs: list[Lab] = []
+
+    def make(*faults: str) -> tuple[Lab, SiteControl, RunbookRun]:
+        lab = started_lab(tmp_path, *faults)
+        labs.append(lab)
+        env = lab_environment(tmp_path, lab)
+        run = RunbookRun(env, RunOptions(evidence_dir=tmp_path / "reports"), ROOT)
+        driver = LabDeployDriver(env, Prober(["127.0.0.1"], timeout_s=1, retries=0), {"lab": lab})
+        return lab, SiteControl(run, driver, find_packages(lab.packages_dir)), run
+
+    yield make
+    for lab in labs:
+        lab.stop()
+
+
+def served(lab: Lab) -> str | None:
+    try:
+        with urllib.request.urlopen(lab.public_url + "/health", timeout=2) as response:
+            return str(json.load(response)["version"])
+    except OSError:
+        return None
+
+
+def broken_previous_stable(lab: Lab, version: str = "1.0.0") -> None:
+    """Rebuild the package so that its hash is right but the release never becomes healthy."""
+    build_package(version, lab.packages_dir, faults=["unhealthy"])
+
+
+def test_failed_rollback_restores_what_was_serving(make_lab: object) -> None:
+    lab, site, run = make_lab()  # type: ignore[operator]
+    broken_previous_stable(lab)
+    previous = find_packages(lab.packages_dir).previous_stable()
+    site.stop("active")
+    assert served(lab) is None
+    with pytest.raises(DriverError, match="not healthy|Unhealthy|did not become healthy"):
+        site.deploy_and_start(previous)
+    site.undo()
+    (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
+    assert restore["result"] == "succeeded", restore
+    assert restore["to"] == "1.1.0"
+    assert "policy restore-on-failure" in restore["reason"]
+    assert run.restore_result is not None
+    assert run.restore_result.startswith("succeeded")
+    assert served(lab) == "1.1.0"
+
+
+def test_restore_that_fails_is_loud(make_lab: object) -> None:
+    lab, site, run = make_lab()  # type: ignore[operator]
+    broken_previous_stable(lab, "1.0.0")
+    broken_previous_stable(lab, "1.1.0")
+    previous = find_packages(lab.packages_dir).previous_stable()
+    site.stop("active")
+    with pytest.raises(DriverError):
+        site.deploy_and_start(previous)
+    site.undo()
+    (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
+    assert restore["result"] == "failed"
+    assert any(w.startswith("RESTORE FAILED: the active node is down") for w in run.warnings), run.warnings
+    assert served(lab) is None
+
+
+def test_site_that_was_not_serving_is_left_stopped(make_lab: object) -> None:
+    lab, site, run = make_lab("service-stopped")  # type: ignore[operator]
+    broken_previous_stable(lab)
+    site.stop("active")
+    with pytest.raises(DriverError):
+        site.deploy_and_start(find_packages(lab.packages_dir).previous_stable())
+    site.undo()
+    (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
+    assert restore["result"] == "not needed"
+    assert "it was not serving before" in restore["reason"]
+    assert served(lab) is None
+
+
+def test_successful_deploy_needs_no_undo(make_lab: object) -> None:
+    lab, site, run = make_lab()  # type: ignore[operator]
+    site.stop("active")
+    site.deploy_and_start(find_packages(lab.packages_dir).previous_stable())
+    site.undo()
+    assert [e for e in run.events if e["kind"] == "rollback"] == []
+    assert served(lab) == "1.0.0"
