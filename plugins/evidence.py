@@ -257,10 +257,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if run.journal_last_hash:
         tr.write_line(f"Journal:  last hash {run.journal_last_hash} (keep it with the change record)")
     tr.write_line(f"Report:   {run.bundle / 'report.html'}")
-    if run.lab_urls and run.options.keep_lab:
-        tr.write_line(
-            "Lab kept running (--keep-lab): " + ", ".join(f"{k} {v}" for k, v in run.lab_urls.items())
-        )
+    if run.lab_urls and (run.options.keep_lab or run.lab_reused):
+        tr.write_line("Lab left running: " + ", ".join(f"{k} {v}" for k, v in run.lab_urls.items()))
+        tr.write_line("          stop it with `make clean-lab`")
 
 
 def main(argv: list[str] | None = None) -> int:

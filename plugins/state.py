@@ -103,6 +103,7 @@ class RunbookRun:
         self.service_state: str | None = None  # what the pre-rollback smoke found: up | degraded | stopped
         self.journal_last_hash: str | None = None
         self.lab_urls: dict[str, str] = {}
+        self.lab_reused = False  # a Lab kept by an earlier --keep-lab, which this run leaves running
         self.effective_env: Environment = env
         self.report_sections: list[
             str

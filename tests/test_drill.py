@@ -52,12 +52,18 @@ class Drill:
 def drill(tmp_path: Path) -> Iterator[Any]:
     lab_dir = tmp_path / "lab"
 
-    def run(*args: str, marker: str = "rollback") -> Drill:
+    runs = 0
+
+    def run(*args: str, marker: str = "rollback", keep: bool = True) -> Drill:
+        nonlocal runs
+        runs += 1
         env_file = tmp_path / "Lab.toml"
         text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
         env_file.write_text(text.replace('dir = ".lab"', f'dir = "{lab_dir.as_posix()}"'), encoding="utf-8")
-        reports = tmp_path / "reports"
-        cmd = [sys.executable, "-m", "pytest", "-m", marker, f"--env-file={env_file}", f"--evidence-dir={reports}", "--keep-lab", "-p", "no:cacheprovider", "-rs", *args]  # fmt: skip
+        reports = tmp_path / f"reports-{runs}"
+        keep_lab = ["--keep-lab"] if keep else []
+        cmd = [sys.executable, "-m", "pytest", "-m", marker, f"--env-file={env_file}", f"--evidence-dir={reports}",
+               *keep_lab, "-p", "no:cacheprovider", "-rs", *args]  # fmt: skip
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
         output = proc.stdout + proc.stderr
         (bundle,) = list(reports.iterdir())
@@ -144,3 +150,21 @@ def test_webhook_down_queues_notifications_and_goes_on(drill: Any) -> None:
     assert "WARNING:  notification RolledBack was not delivered" in d.output
     assert "Warnings" in (d.bundle / "report.html").read_text(encoding="utf-8")
     assert d.served_version() == "1.0.0"
+
+
+def test_matrix_run_uses_the_kept_lab_and_leaves_it_running(drill: Any) -> None:
+    first = drill()
+    assert first.returncode == 0, first.output
+    smoke = drill(marker="dr_smoke", keep=False)
+    assert smoke.returncode == 0, smoke.output
+    assert [e["phase"] for e in smoke.kinds("phase.start")] == ["DR-SMOKE"]
+    assert "Lab left running" in smoke.output
+    assert not [e for e in smoke.kinds("action") if e["data"]["name"] in ("lab.start", "lab.stop")]
+    assert smoke.served_version() == "1.0.0"  # the state the rollback drill left, still serving
+
+
+def test_drill_without_keep_lab_stops_every_lab_process(drill: Any) -> None:
+    d = drill(keep=False)
+    assert d.returncode == 0, d.output
+    assert Lab.attach(d.lab_dir) is None
+    assert [e["data"]["name"] for e in d.kinds("action")][-1] == "lab.stop"
