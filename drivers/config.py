@@ -169,6 +169,10 @@ class Environment:
 
     SECTIONS: ClassVar[dict[str, type]] = {}
 
+    def __repr__(self) -> str:
+        # The dataclass repr would print substituted ${VAR} values into tracebacks and logs.
+        return f"Environment(name={self.name!r}, kind={self.kind!r}, source={str(self.source)!r})"
+
     @property
     def is_lab(self) -> bool:
         return self.kind == "lab"
@@ -186,9 +190,8 @@ class Environment:
         )
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """Replace every secret, and any fragment of its sensitive part (a truncated repr shows fragments)."""
+        return redact_text(text, self.secrets)
 
     def sections_used(self, flow: str, rows: frozenset[str]) -> set[str]:
         used = {"service", "scope", "lab", "paths"}
@@ -251,6 +254,47 @@ _SECTION_TYPES: dict[str, type] = {
     "lab": LabSettings,
 }
 Environment.SECTIONS = _SECTION_TYPES
+
+
+_FRAGMENT = 8  # characters of a secret's sensitive part that are already too many to show
+
+
+def _sensitive_part(secret: str) -> str:
+    # For a URL (a webhook's whole address sits in one variable) the scheme and host are not secret; the
+    # path and query carry the token.
+    parts = urlsplit(secret)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return secret[len(f"{parts.scheme}://{parts.netloc}") :]
+    return secret
+
+
+def redact_text(text: str, secrets: frozenset[str] | set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    windows = {
+        part[i : i + _FRAGMENT]
+        for part in map(_sensitive_part, secrets)
+        if len(part) >= _FRAGMENT
+        for i in range(len(part) - _FRAGMENT + 1)
+    }
+    if not windows or len(text) < _FRAGMENT:
+        return text
+    hidden = bytearray(len(text))
+    for i in range(len(text) - _FRAGMENT + 1):
+        if text[i : i + _FRAGMENT] in windows:
+            hidden[i : i + _FRAGMENT] = b"\x01" * _FRAGMENT
+    if not any(hidden):
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if hidden[i]:
+            out.append("***")
+            while i < len(text) and hidden[i]:
+                i += 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def available_environments(directory: Path) -> list[str]:

@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from drivers.config import redact_text
 from plugins import journal as journal_mod
 from plugins.flow import one_line, phase_of
 from plugins.state import RunbookRun, describe, run_key
@@ -165,19 +166,16 @@ def seal_bundle(session: pytest.Session, run: RunbookRun) -> None:
 
 
 def scrub_file(path: Path, secrets: frozenset[str]) -> None:
-    """Last line of defence: no secret value survives in a written file, in any escaping the writers use."""
+    """Last line of defence: no secret, nor a fragment of one, survives in a written file, in any escaping."""
     if not secrets:
         return
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    cleaned = text
-    for secret in sorted(secrets, key=len, reverse=True):
-        for form in {
-            secret,
-            html.escape(secret),
-            json.dumps(secret)[1:-1],
-            html.escape(json.dumps(secret)[1:-1]),
-        }:
-            cleaned = cleaned.replace(form, "***")
+    escaped = {
+        form
+        for s in secrets
+        for form in (html.escape(s), json.dumps(s)[1:-1], html.escape(json.dumps(s)[1:-1]))
+    }
+    cleaned = redact_text(text, secrets | escaped)
     if cleaned != text:
         path.write_text(cleaned, encoding="utf-8", errors="surrogateescape")
 

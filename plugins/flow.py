@@ -167,8 +167,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             f"required check {phase} was skipped: {one_line(report)} "
             "(a required matrix check never passes silently)"
         )
+    redact_report(run, report)
     _gate(run, phase, item, report, blocked)
     return report
+
+
+def redact_report(run: RunbookRun, report: pytest.TestReport) -> None:
+    """Secrets never reach the terminal, junit.xml or report.html through a failure message or captured output."""
+    if not run.env.secrets:
+        return
+    text = report.longreprtext if report.longrepr is not None else ""
+    if any(secret in text for secret in run.env.secrets):
+        report.longrepr = run.env.redact(text)
+    report.sections = [(title, run.env.redact(content)) for title, content in report.sections]
 
 
 _blocked_key = pytest.StashKey[bool]()

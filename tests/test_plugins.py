@@ -271,8 +271,10 @@ def test_evidence_bundle_is_complete_and_holds_no_secret(
     )
     runbook_project.makepyfile(test_pre=phase_module("PRE", "rollback", "bluegreen", body=body))
     runbook_project.makepyfile(test_rb5=phase_module("RB-5", "rollback"))
-    result = runbook_project.runpytest("-m", "rollback", "--env", "Remote")
+    result = runbook_project.runpytest("-m", "rollback", "--env", "Remote", "-rA", "--showlocals")
     result.assert_outcomes(failed=1, passed=1)
+    assert secret not in result.stdout.str() + result.stderr.str(), "secret leaked to the terminal"
+    assert "posting to ***" in result.stdout.str()
     (bundle,) = bundles(runbook_project)
     names = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert {"evidence.jsonl", "timeline.md", "junit.xml", "report.html", "manifest.json"} <= names
