@@ -9,4 +9,5 @@ pytest_plugins = [
     "fixtures.probe",
     "fixtures.notify",
     "fixtures.deploy",
+    "fixtures.bluegreen",
 ]

@@ -52,7 +52,7 @@ class Registry[T]:
             return self._backends[name]
         except KeyError:
             known = ", ".join(sorted(self._backends))
-            raise DriverError(f"unknown {self.verb} driver {name!r} (known: {known})") from None
+            raise DriverError(f"unknown {self.verb} {name!r} (known: {known})") from None
 
     def names(self) -> list[str]:
         return sorted(self._backends)

@@ -58,6 +58,10 @@ class Service:
 class Slots:
     blue: str = ""
     green: str = ""
+    # BG-5: blue stays running as a warm standby at least until monitoring ends, plus standby_s; then it is
+    # kept (the default: an operator releases it deliberately) or released (stopped).
+    standby_s: float = field(default=0.0, metadata={"min": 0})
+    standby_then: str = field(default="keep", metadata=_choice("keep", "release"))
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,11 @@ class Environment:
         return dataclasses.replace(
             self,
             service=dataclasses.replace(self.service, base_url=base_url),
-            slots=dataclasses.replace(self.slots, **dict(slots)),
+            slots=dataclasses.replace(
+                self.slots,
+                blue=slots.get("blue", self.slots.blue),
+                green=slots.get("green", self.slots.green),
+            ),
             notify=dataclasses.replace(self.notify, webhook_url=webhook_url),
             packages=dataclasses.replace(self.packages, dir=str(packages_dir)),
         )
@@ -360,7 +368,7 @@ def _check_urls(env: Environment) -> None:
             continue
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = "${...}" if url in env.secrets else repr(url)
+            shown = "${...}" if url in env.secrets else repr(env.redact(url))
             raise ConfigError(src, key, f"expected an http(s) URL with a host, got {shown}")
     for key in ("service", "slots", "notify"):
         if env.is_lab and key in env.present:
@@ -434,8 +442,9 @@ class _Loader:
                 self.src, label, f"expected a {_type_label(hint)}, got {_type_name(value)} {value!r}"
             )
         if "choices" in meta and value not in meta["choices"]:
+            shown = redact_text(repr(value), self.secrets)
             raise ConfigError(
-                self.src, label, f"expected one of {', '.join(map(repr, meta['choices']))}, got {value!r}"
+                self.src, label, f"expected one of {', '.join(map(repr, meta['choices']))}, got {shown}"
             )
         if "min" in meta and value < meta["min"]:
             raise ConfigError(self.src, label, f"expected a number >= {meta['min']}, got {value!r}")

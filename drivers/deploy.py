@@ -13,12 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
 from drivers.base import ActionResult, DriverError, Registry, timed
 from drivers.config import Environment
 from drivers.packages import Package
-from drivers.probe import Prober
+from drivers.probe import Prober, url_at
 
 if TYPE_CHECKING:
     from lab import Lab
@@ -44,7 +43,7 @@ class DeployDriver(ABC):
     def served_version(self, node: str) -> str | None:
         """The version the node's health endpoint reports, or None when it does not answer."""
         result = self.prober.get(
-            "health", urljoin(self.node_url(node), self.env.service.health_path), retries=0
+            "health", url_at(self.node_url(node), self.env.service.health_path), retries=0
         )
         body = result.json() if result.status in (200, 503) else None
         return str(body["version"]) if isinstance(body, dict) and "version" in body else None
@@ -63,7 +62,7 @@ class DeployDriver(ABC):
         return action
 
     def wait_healthy(self, node: str, expect_version: str, timeout_s: float) -> float:
-        url = urljoin(self.node_url(node), self.env.service.health_path)
+        url = url_at(self.node_url(node), self.env.service.health_path)
         start = time.perf_counter()
         last = "no answer yet"
         while True:
@@ -92,7 +91,7 @@ class DeployDriver(ABC):
         """Start the node; waiting for health is the base class's job."""
 
 
-DEPLOY_DRIVERS: Registry[DeployDriver] = Registry("deploy")
+DEPLOY_DRIVERS: Registry[DeployDriver] = Registry("deploy driver")
 
 
 @DEPLOY_DRIVERS.register("lab")
@@ -164,7 +163,7 @@ class CommandDeployDriver(DeployDriver):
         fill = {"env": self.env.name, "slot": node, "version": "", "package": "", **values}
         try:
             argv = [part.format_map(fill) for part in template]
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, AttributeError, IndexError) as exc:
             raise DriverError(
                 f"{self.env.source}: [drivers.command] {verb}: bad placeholder {exc} "
                 "(known: {env} {slot} {version} {package})"
@@ -177,6 +176,10 @@ class CommandDeployDriver(DeployDriver):
                 )
             except FileNotFoundError:
                 raise DriverError(f"[drivers.command] {verb}: {argv[0]!r} not found on PATH") from None
+            except OSError as exc:  # e.g. a script without its execute bit or interpreter line
+                raise DriverError(
+                    f"[drivers.command] {verb}: cannot run {argv[0]!r}: {exc.strerror or exc}"
+                ) from None
             except subprocess.TimeoutExpired:
                 raise DriverError(
                     f"[drivers.command] {verb}: still running after {self.TIMEOUT_S:g} s"

@@ -123,7 +123,11 @@ class Notifier:
     def target(self) -> str:
         """Where notifications go, safe to show: scheme and host only (webhook paths carry tokens)."""
         parts = urlsplit(self.webhook_url)
-        return self.redact(f"{parts.scheme}://{parts.netloc}/…") if parts.netloc else "(not configured)"
+        if not parts.hostname:
+            return "(not configured)"
+        # Host and port only: credentials in the netloc and tokens in the path stay out of the evidence.
+        port = f":{parts.port}" if parts.port else ""
+        return self.redact(f"{parts.scheme}://{parts.hostname}{port}/…")
 
     def reachable(self) -> tuple[int, float, str]:
         """GET the webhook host's root: (HTTP status or -1, latency ms, detail). Sends no notification.

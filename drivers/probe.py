@@ -16,11 +16,16 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from drivers.config import Service
 
 REFUSED = -1
+
+
+def url_at(base_url: str, path: str) -> str:
+    """base_url + path, keeping a path prefix of the base (https://host/mcms + /health -> .../mcms/health)."""
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
 
 
 class ScopeError(ValueError):
@@ -141,7 +146,7 @@ class Prober:
         return result
 
     def smoke(self, base_url: str, checks: Iterable[SmokeCheck]) -> list[ProbeResult]:
-        return [self.get(check.name, urljoin(base_url, check.path)) for check in checks]
+        return [self.get(check.name, url_at(base_url, check.path)) for check in checks]
 
     def _once(self, name: str, url: str) -> ProbeResult:
         request = urllib.request.Request(url, headers={"User-Agent": "mcms-dr-runbook/1", "Accept": "*/*"})

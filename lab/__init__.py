@@ -8,16 +8,29 @@ from __future__ import annotations
 
 from lab.packages import build_package, read_sha256_file, sha256_of
 from lab.procs import LabError
-from lab.supervisor import CURRENT, LAB_FAULTS, PREVIOUS_STABLE, Lab, Node, StepResult
+from lab.supervisor import (
+    CURRENT,
+    LAB_FAULTS,
+    PREVIOUS_STABLE,
+    TOPOLOGIES,
+    Lab,
+    Node,
+    RouterClient,
+    StepResult,
+    SwitchResult,
+)
 
 __all__ = [
     "CURRENT",
     "LAB_FAULTS",
     "PREVIOUS_STABLE",
+    "TOPOLOGIES",
     "Lab",
     "LabError",
     "Node",
+    "RouterClient",
     "StepResult",
+    "SwitchResult",
     "build_package",
     "read_sha256_file",
     "sha256_of",

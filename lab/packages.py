@@ -17,7 +17,10 @@ from pathlib import Path
 
 APP_SOURCE = Path(__file__).resolve().parent / "mcms"
 RELEASE_FAULTS = ("a11y-regression", "insecure-headers", "unhealthy")
-"""Faults a release can carry, plus ``degrade-after:<seconds>``."""
+"""Faults a release can carry, plus ``degrade-after:<seconds>`` (every request answers 500 after a 0.3 s delay,
+<seconds> after start) and ``degrade-after-routed:<seconds>`` (the same, counted from the first request that
+arrives through the Lab router)."""
+TIMED_FAULTS = ("degrade-after", "degrade-after-routed")
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
@@ -38,13 +41,13 @@ def check_release_fault(fault: str) -> str:
     if fault in RELEASE_FAULTS:
         return fault
     name, sep, seconds = fault.partition(":")
-    if name == "degrade-after" and sep:
+    if name in TIMED_FAULTS and sep:
         try:
             if float(seconds) >= 0:
                 return fault
         except ValueError:
             pass
-    allowed = ", ".join((*RELEASE_FAULTS, "degrade-after:<seconds>"))
+    allowed = ", ".join((*RELEASE_FAULTS, *(f"{name}:<seconds>" for name in TIMED_FAULTS)))
     raise ValueError(f"unknown release fault {fault!r}; expected one of: {allowed}")
 
 

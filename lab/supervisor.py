@@ -6,10 +6,20 @@ Layout under ``root``::
     artifacts/offline/logs/     offline log collection path (playbook §3.4)
     logs/deploy/notifications/  the webhook sink's notifications_<date>.jsonl
     logs/app/                   one log per process: <slot>-web.log, <slot>-worker.log
+    logs/app/router.log         the router's log (topology bluegreen): start, stop, switches, errors
     releases/<slot>-<version>-<n>/  unzipped releases (disposable, like an IIS site folder)
     data/                       the database and outbox, kept across releases and shared by slots
     shared/                     the "shared drive" the worker mirrors to
-    state.json                  ports, PIDs with their argv, versions, release dirs, faults, URLs
+    router/state.json           the router's active slot, kept across router restarts (topology bluegreen)
+    state.json                  topology, ports, PIDs with their argv, versions, release dirs, faults, URLs
+
+Two topologies:
+
+* ``rollback`` (default): one node, blue, serving CURRENT on the public address; the single-node rollback
+  drill stops it and lays out PREVIOUS_STABLE in its place.
+* ``bluegreen``: nodes blue and green, each on its own port, behind a router (lab/router.py) on the public
+  address. Blue serves PREVIOUS_STABLE and is active; green is empty, the slot that BG-1 deploys CURRENT to.
+  ``Lab.router`` switches traffic. The data dir and the shared drive are shared by both slots, like a database.
 
 Every process is tracked by PID and the argv it was started with; nothing is ever stopped by name.
 """
@@ -30,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
-from lab import procs
+from lab import httpc, procs
 from lab.httpc import HttpReply
 from lab.packages import build_package, check_version, package_name, write_sha256_file
 from lab.procs import LabError, ProcessRecord
@@ -46,9 +56,13 @@ LAB_FAULTS = (
 )
 PREVIOUS_STABLE = "1.0.0"
 CURRENT = "1.1.0"
+TOPOLOGIES = ("rollback", "bluegreen")
+DEGRADE_AFTER_SWITCH_S = 3.0
+"""green-degrades-after-switch: seconds from the first request through the router to the first 500."""
 
 STATE_SCHEMA = 1
 SINK_SCRIPT = Path(__file__).resolve().parent / "sink.py"
+ROUTER_SCRIPT = Path(__file__).resolve().parent / "router.py"
 _REQUIRED_ENTRIES = ("release.json", "mcms/web.py", "mcms/worker.py")
 
 
@@ -64,6 +78,70 @@ class StepResult:
     pid: int | None
     result: str  # "stopped" | "already stopped"
     duration_s: float
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    """What the router answered to a switch; ``duration_s`` is the control call's round trip."""
+
+    active: str
+    previous: str
+    switched_at: str
+    generation: int
+    duration_s: float
+
+
+class RouterClient:
+    """The router's control API (loopback only): which slot takes traffic, switching it, counters."""
+
+    def __init__(self, control_url: str, timeout: float = 5.0) -> None:
+        self.control_url = control_url
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"RouterClient({self.control_url!r})"
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        url = self.control_url + path
+        try:
+            reply = httpc.request(method, url, json_body=body, timeout=self.timeout)
+        except OSError as exc:
+            raise LabError(f"the router's control API at {url} is not answering: {exc}") from exc
+        try:
+            data = reply.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise LabError(f"router: {method} {path} answered HTTP {reply.status}: {reply.text[:300]}")
+        if reply.status != 200:
+            raise LabError(f"router: {data.get('error') or f'HTTP {reply.status}'}")
+        return data
+
+    def state(self) -> dict[str, Any]:
+        """``{"active", "backends", "switched_at", "generation"}``."""
+        return self._call("GET", "/active")
+
+    def active(self) -> str:
+        return str(self.state()["active"])
+
+    def switch(self, to: str) -> SwitchResult:
+        """Switch new requests to slot ``to`` at once (requests in flight finish where they started).
+        Switching to the active slot changes nothing (same generation, ``previous == active``)."""
+        started = time.perf_counter()
+        data = self._call("POST", "/switch", {"to": to})
+        return SwitchResult(
+            active=str(data["active"]),
+            previous=str(data["previous"]),
+            switched_at=str(data["switched_at"]),
+            generation=int(data["generation"]),
+            duration_s=round(time.perf_counter() - started, 4),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Requests proxied per slot, router-made errors per slot (``errors``, total ``router_errors``),
+        ``in_flight``, ``retries`` (stale keep-alive connections resent), ``rejected`` (malformed requests),
+        ``switches``, plus the ``/active`` fields."""
+        return self._call("GET", "/stats")
 
 
 class Node:
@@ -208,15 +286,24 @@ class Node:
 
 
 class Lab:
-    """The embedded Lab. ``Lab(root, faults).start()`` ... ``stop()``; or ``with Lab(root) as lab:``."""
+    """The embedded Lab. ``Lab(root, faults).start()`` ... ``stop()``; or ``with Lab(root) as lab:``.
 
-    def __init__(self, root: Path, faults: Iterable[str] = (), host: str = "127.0.0.1") -> None:
+    ``topology`` is ``"rollback"`` (one node on the public address) or ``"bluegreen"`` (blue and green behind
+    a router on the public address); see the module docstring.
+    """
+
+    def __init__(
+        self, root: Path, faults: Iterable[str] = (), host: str = "127.0.0.1", topology: str = "rollback"
+    ) -> None:
         self.faults = tuple(faults)
         unknown = [f for f in self.faults if f not in LAB_FAULTS]
         if unknown:
             raise ValueError(
                 f"unknown Lab fault(s) {', '.join(map(repr, unknown))}; known: {', '.join(LAB_FAULTS)}"
             )
+        if topology not in TOPOLOGIES:
+            raise ValueError(f"unknown Lab topology {topology!r}; known: {', '.join(TOPOLOGIES)}")
+        self.topology = topology
         self.root = Path(root).resolve()
         self.host = host
         self.packages_dir = self.root / "artifacts" / "offline"
@@ -231,13 +318,20 @@ class Lab:
         self.data_dir = self.root / "data"
         self.shared_dir = self.root / "shared"
         self.state_path = self.root / "state.json"
+        self.router_state_path = self.root / "router" / "state.json"
         self.slots: dict[str, Node] = {}
         self.sink: ProcessRecord | None = None
         self.webhook_port: int | None = None
+        self.router_process: ProcessRecord | None = None
+        self.router_port: int | None = None
+        self.router_control_port: int | None = None
         self.status = "new"
 
     def __repr__(self) -> str:
-        return f"Lab({str(self.root)!r}, faults={self.faults!r}, status={self.status!r})"
+        return (
+            f"Lab({str(self.root)!r}, faults={self.faults!r}, topology={self.topology!r}, "
+            f"status={self.status!r})"
+        )
 
     def __enter__(self) -> Lab:
         self.start()
@@ -252,8 +346,27 @@ class Lab:
 
     @property
     def public_url(self) -> str:
-        # One node for now: its port is the public address. A router in front of blue/green takes over later.
+        """The router's address (bluegreen), or node blue's own (rollback: its port is the public one)."""
+        if self.topology == "bluegreen":
+            if self.router_port is None:
+                raise LabError("the Lab is not started")
+            return _url(self.host, self.router_port)
         return self.node("blue").url
+
+    @property
+    def router_control_url(self) -> str:
+        if self.topology != "bluegreen":
+            raise LabError(
+                f"the {self.topology} topology has no router (start the Lab with topology='bluegreen')"
+            )
+        if self.router_control_port is None:
+            raise LabError("the Lab is not started")
+        return _url(_loopback(self.host), self.router_control_port)
+
+    @property
+    def router(self) -> RouterClient:
+        """The router's control API; topology bluegreen only (LabError otherwise)."""
+        return RouterClient(self.router_control_url)
 
     @property
     def webhook_url(self) -> str:
@@ -272,16 +385,28 @@ class Lab:
     def urls(self) -> dict[str, str]:
         urls = {"public": self.public_url}
         urls |= {slot: node.url for slot, node in self.slots.items()}
+        if self.topology == "bluegreen":
+            urls["router_control"] = self.router_control_url
         urls["webhook"] = self.webhook_url
         return urls
 
     def package(self, version: str) -> Path:
         return self.packages_dir / package_name(version)
 
+    @property
+    def drill_version(self) -> str:
+        """The version this topology's drill deploys and then checks: PREVIOUS_STABLE for the rollback drill
+        (RB-3), CURRENT for Blue/Green (BG-1 to green)."""
+        return CURRENT if self.topology == "bluegreen" else PREVIOUS_STABLE
+
     # -- life cycle
 
     def start(self, timeout: float = 15.0) -> None:
-        """Build the offline packages, start the webhook sink and node blue with the current release."""
+        """Build the offline packages, start the webhook sink and the topology's nodes.
+
+        rollback: node blue serving CURRENT on the public address. bluegreen: node blue serving PREVIOUS_STABLE,
+        node green with nothing deployed, and the router on the public address with blue active.
+        """
         if self.status in ("starting", "running"):
             raise LabError(f"the Lab in {self.root} is already {self.status}")
         deadline = time.monotonic() + timeout
@@ -292,10 +417,16 @@ class Lab:
         stable = build_package(PREVIOUS_STABLE, self.packages_dir, self._release_faults(PREVIOUS_STABLE))
         current = build_package(CURRENT, self.packages_dir, self._release_faults(CURRENT))
         if "bad-package-hash" in self.faults:
-            # A well-formed digest of other bytes: what a truncated copy or a swapped file looks like.
-            write_sha256_file(stable, hashlib.sha256(b"not " + stable.read_bytes()).hexdigest())
-        self.slots = {"blue": Node(self, "blue", procs.free_port(self.host))}
+            # A well-formed digest of other bytes: what a truncated copy or a swapped file looks like. It is
+            # the package that the drill deploys that gets it, so the drill's hash check is what catches it.
+            tampered = self.package(self.drill_version)
+            write_sha256_file(tampered, hashlib.sha256(b"not " + tampered.read_bytes()).hexdigest())
+        bluegreen = self.topology == "bluegreen"
+        self.slots = {slot: Node(self, slot, procs.free_port(self.host)) for slot in self._slot_names()}
         self.webhook_port = procs.free_port(self.host)
+        if bluegreen:
+            self.router_port = procs.free_port(self.host)
+            self.router_control_port = procs.free_port(_loopback(self.host))
         self.status = "starting"
         try:
             if "webhook-down" not in self.faults:
@@ -312,12 +443,22 @@ class Lab:
                     "webhook-sink", argv, self.root / "logs" / "deploy" / "webhook-sink.log"
                 )
             # else: webhook_url keeps pointing at a port where nothing listens.
+            if bluegreen:
+                self._spawn_router()  # comes up while blue starts; it only needs blue once requests arrive
             self.save_state()
             blue = self.slots["blue"]
-            blue.deploy(current)
+            blue.deploy(stable if bluegreen else current)
             if "service-stopped" not in self.faults:
                 blue.start(timeout=max(1.0, deadline - time.monotonic()))
-            # else: laid out but never started, as the playbook's Lab run found it (§4).
+            # else: laid out but never started, as the playbook's Lab run found it (§4). Behind the router
+            # (bluegreen) the public address then answers 502 bad gateway instead of refusing.
+            if self.router_process is not None:
+                procs.wait_http(
+                    self.router_control_url + "/active",
+                    max(1.0, deadline - time.monotonic()),
+                    lambda reply: reply.status == 200,
+                    watch=(self.router_process,),
+                )
             if self.sink is not None:
                 procs.wait_http(
                     _url(self.host, self.webhook_port) + "/",
@@ -331,19 +472,70 @@ class Lab:
         self.status = "running"
         self.save_state()
 
+    def _slot_names(self) -> tuple[str, ...]:
+        return ("blue", "green") if self.topology == "bluegreen" else ("blue",)
+
+    def _spawn_router(self) -> None:
+        if self.router_port is None or self.router_control_port is None:
+            raise LabError("router ports are not assigned")
+        # A fresh Lab starts with blue active: a state file left by an earlier Lab in this root must not
+        # bring back its slot.
+        self.router_state_path.unlink(missing_ok=True)
+        backends = [arg for slot, node in self.slots.items() for arg in ("--backend", f"{slot}={node.url}")]
+        argv = procs.python_argv(
+            ROUTER_SCRIPT,
+            "--host",
+            self.host,
+            "--port",
+            str(self.router_port),
+            "--control-host",
+            _loopback(self.host),
+            "--control-port",
+            str(self.router_control_port),
+            *backends,
+            "--active",
+            "blue",
+            "--state-file",
+            str(self.router_state_path),
+        )
+        self.router_process = procs.spawn("router", argv, self.app_log_dir / "router.log")
+
     def _release_faults(self, version: str) -> tuple[str, ...]:
         """Release faults (see lab.packages.RELEASE_FAULTS) that this Lab's faults build into a package.
 
-        Placeholder for the later wiring: green-unhealthy, green-degrades-after-switch, a11y-regression and
-        insecure-headers are accepted today but change no package yet; they will map to the release faults
-        ``unhealthy``, ``degrade-after:<s>``, ``a11y-regression`` and ``insecure-headers`` of the package
-        that the drill deploys.
+        Only the package that the topology's drill deploys and then checks (``drill_version``) carries them:
+
+        * bluegreen: CURRENT (1.1.0, the release under test that BG-1 deploys to green).
+          green-unhealthy -> ``unhealthy`` (/health 503 once started); green-degrades-after-switch ->
+          ``degrade-after-routed:3`` (healthy when probed on green's own address; 3 s after the first request
+          through the router, i.e. after the switch, every request answers 500 after 0.3 s);
+          a11y-regression and insecure-headers -> the release faults of the same names.
+        * rollback: PREVIOUS_STABLE (1.0.0, the package RB-3 lays out and the matrix then checks), so a
+          rollback drill with ``--lab-fault a11y-regression`` (or insecure-headers) ends with the checked
+          release carrying the regression. green-unhealthy and green-degrades-after-switch do nothing here:
+          there is no green.
+
+        The other Lab faults (service-stopped, bad-package-hash, webhook-down) act on processes and files,
+        not on what a package serves.
         """
-        return ()
+        if version != self.drill_version:
+            return ()
+        mapping = {"a11y-regression": "a11y-regression", "insecure-headers": "insecure-headers"}
+        if self.topology == "bluegreen":
+            mapping["green-unhealthy"] = "unhealthy"
+            mapping["green-degrades-after-switch"] = f"degrade-after-routed:{DEGRADE_AFTER_SWITCH_S:g}"
+        return tuple(mapping[fault] for fault in self.faults if fault in mapping)
 
     def stop(self) -> None:
-        """Stop every process by PID (each node's web then worker, then the sink); safe to call twice."""
+        """Stop every process by PID: the router first (the public address goes dark), then each node's web
+        then worker, then the sink. Safe to call twice."""
         errors: list[str] = []
+        if self.router_process is not None:
+            try:
+                procs.stop_pid(self.router_process.pid, 10.0, self.router_process.argv)
+                self.router_process = None
+            except LabError as exc:
+                errors.append(str(exc))
         for node in self.slots.values():
             try:
                 node.stop()
@@ -370,8 +562,22 @@ class Lab:
     # -- state
 
     def processes(self) -> list[ProcessRecord]:
-        records = [r for node in self.slots.values() for r in node.processes.values()]
+        records = [self.router_process] if self.router_process is not None else []
+        records += [r for node in self.slots.values() for r in node.processes.values()]
         return records + ([self.sink] if self.sink is not None else [])
+
+    def _router_json(self) -> dict[str, Any] | None:
+        if self.topology != "bluegreen":
+            return None
+        started = self.router_port is not None and self.router_control_port is not None
+        return {
+            "port": self.router_port,
+            "control_port": self.router_control_port,
+            "url": self.public_url if started else None,
+            "control_url": self.router_control_url if started else None,
+            "state_file": str(self.router_state_path),
+            "process": self.router_process.to_json() if self.router_process else None,
+        }
 
     def state(self) -> dict[str, Any]:
         return {
@@ -380,10 +586,12 @@ class Lab:
             "updated_at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
             "root": str(self.root),
             "host": self.host,
+            "topology": self.topology,
             "faults": list(self.faults),
             "urls": self.urls() if self.slots and self.webhook_port else {},
             "webhook_port": self.webhook_port,
             "sink": self.sink.to_json() if self.sink else None,
+            "router": self._router_json(),
             "packages": {
                 "dir": str(self.packages_dir),
                 "previous_stable": PREVIOUS_STABLE,
@@ -400,12 +608,21 @@ class Lab:
 
     @classmethod
     def attach(cls, root: Path) -> Lab | None:
-        """The Lab kept running in root (``--keep-lab``), when state.json says so and its processes live."""
+        """The Lab kept running in root (``--keep-lab``), when state.json says so and its processes live.
+
+        Restores the topology, every node (a bluegreen green included, deployed or not) and the router, so a
+        later session can switch traffic to a green that an earlier one verified.
+        """
         state = _read_state(Path(root).resolve() / "state.json")
         if state is None or state.get("status") != "running":
             return None
         try:
-            lab = cls(Path(root), state.get("faults", []), str(state.get("host", "127.0.0.1")))
+            lab = cls(
+                Path(root),
+                state.get("faults", []),
+                str(state.get("host", "127.0.0.1")),
+                str(state.get("topology") or "rollback"),
+            )
             lab.webhook_port = state.get("webhook_port")
             lab.sink = ProcessRecord.from_json(state["sink"]) if state.get("sink") else None
             for slot, data in state.get("nodes", {}).items():
@@ -413,12 +630,26 @@ class Lab:
                 node.release_dir = Path(data["release_dir"]) if data.get("release_dir") else None
                 node.processes = {k: ProcessRecord.from_json(v) for k, v in data.get("processes", {}).items()}
                 lab.slots[slot] = node
+            router = state.get("router")
+            if lab.topology == "bluegreen":
+                if not isinstance(router, dict) or not router.get("process"):
+                    return None
+                lab.router_port = int(router["port"])
+                lab.router_control_port = int(router["control_port"])
+                lab.router_process = ProcessRecord.from_json(router["process"])
         except (KeyError, TypeError, ValueError):
             return None
-        if "blue" not in lab.slots or not all(record.alive() for record in lab.processes()):
+        if set(lab._slot_names()) - set(lab.slots):
+            return None
+        if not all(record.alive() for record in lab.processes()):
             return None
         lab.status = "running"
         return lab
+
+
+def _loopback(host: str) -> str:
+    """The loopback address of host's family: the router's control API listens there only."""
+    return "::1" if ":" in host else "127.0.0.1"
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
@@ -433,6 +664,9 @@ def _records(state: dict[str, Any] | None) -> list[ProcessRecord]:
     if not state:
         return []
     raw = [state.get("sink")]
+    router = state.get("router")
+    if isinstance(router, dict):
+        raw.append(router.get("process"))
     for node in (state.get("nodes") or {}).values():
         raw.extend((node.get("processes") or {}).values())
     records = []
@@ -447,8 +681,11 @@ __all__ = [
     "CURRENT",
     "LAB_FAULTS",
     "PREVIOUS_STABLE",
+    "TOPOLOGIES",
     "Lab",
     "LabError",
     "Node",
+    "RouterClient",
     "StepResult",
+    "SwitchResult",
 ]

@@ -203,6 +203,7 @@ def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestRep
         record.reason = record.reason or why
         if run.blocked_by is None and phase not in RECORDING_PHASES:
             run.blocked_by = (phase, why)
+        run.on_failure(phase, why)
     if report.when != "teardown" or record.nodeids[-1] != item.nodeid:
         return
     outcomes = [run.item_outcomes.get(nodeid, "blocked") for nodeid in record.nodeids]

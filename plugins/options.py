@@ -26,6 +26,7 @@ LAB_FAULTS = (
     "insecure-headers",
 )
 
+ROLLBACK_POLICIES = ("on-failure", "always", "never")
 HELP_ENV = "environment to run against: environments/NAME.toml (e.g. Lab, InternalStage, InternalProd)."
 HELP_EVIDENCE = "directory for evidence bundles (default: reports/)."
 
@@ -61,6 +62,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=LAB_FAULTS,
         metavar="NAME",
         help="Lab only: inject a fault for a drill (repeatable). One of: " + ", ".join(LAB_FAULTS) + ".",
+    )
+    group.addoption(
+        "--runbook-rollback",
+        dest="runbook_rollback",
+        choices=ROLLBACK_POLICIES,
+        default="on-failure",
+        metavar="POLICY",
+        help="Blue/Green: when traffic goes back to blue: on-failure (default, at once when a check after the "
+        "switch fails), always (also after success: a drill), never (leave it to the operator).",
     )
     group.addoption(
         "--runbook-plan",
@@ -138,6 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
         lab_faults=faults,
         keep_lab=bool(config.getoption("runbook_keep_lab")),
         plan=bool(config.getoption("runbook_plan")),
+        rollback_policy=str(config.getoption("runbook_rollback")),
     )
     run = RunbookRun(env, options, config.rootpath)
     config.stash[run_key] = run

@@ -141,3 +141,47 @@ def render_sections(run: RunbookRun) -> list[str]:
     )
     sections.extend(run.report_sections)
     return sections
+
+
+def monitor_section(result: Any, sla_p95_ms: float) -> str:
+    """The monitoring window as an inline SVG chart (self-contained): latency per probe, failures in red."""
+    samples = result.samples
+    width, height, pad = 720, 220, 40
+    span = max((s.offset_s for s in samples), default=1.0) or 1.0
+    top = max([sla_p95_ms * 1.2, *(s.latency_ms for s in samples)]) or 1.0
+
+    def x(t: float) -> float:
+        return pad + (width - 2 * pad) * t / span
+
+    def y(ms: float) -> float:
+        return height - pad - (height - 2 * pad) * min(ms, top) / top
+
+    points = " ".join(f"{x(s.offset_s):.1f},{y(s.latency_ms):.1f}" for s in samples)
+    dots = "".join(
+        f'<circle cx="{x(s.offset_s):.1f}" cy="{y(s.latency_ms):.1f}" r="4" fill="{"#107c10" if s.ok else "#a4262c"}">'
+        f"<title>{html.escape(s.ts)}: {s.status} in {s.latency_ms} ms{' ' + html.escape(s.error) if s.error else ''}</title></circle>"
+        for s in samples
+    )
+    sla_y = y(sla_p95_ms)
+    summary = result.summary()
+    caption = (
+        f"{summary['probes']} probes of {html.escape(str(summary['url']))}: p50 {summary['p50_ms']} ms, "
+        f"p95 {summary['p95_ms']} ms, max {summary['max_ms']} ms, error rate {float(summary['error_rate']):.1%}, "
+        f"alert {'FIRED' if summary['alert_fired'] else 'not fired'}"
+        + (f"; breach: {html.escape(str(summary['breach']))}" if summary["breach"] else "")
+    )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="latency per monitoring probe">'
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff" stroke="#999"/>'
+        f'<line x1="{pad}" y1="{sla_y:.1f}" x2="{width - pad}" y2="{sla_y:.1f}" stroke="#d83b01" stroke-dasharray="6 4"/>'
+        f'<text x="{width - pad}" y="{sla_y - 4:.1f}" text-anchor="end" font-size="11" fill="#d83b01">SLA p95 {sla_p95_ms:g} ms</text>'
+        f'<polyline points="{points}" fill="none" stroke="#0078d4" stroke-width="1.5"/>{dots}'
+        f'<text x="{pad}" y="{height - 10}" font-size="11">0 s</text>'
+        f'<text x="{width - pad}" y="{height - 10}" font-size="11" text-anchor="end">{span:.1f} s</text>'
+        f'<text x="6" y="{pad - 8}" font-size="11">{top:.0f} ms</text></svg>'
+    )
+    return (
+        f'<div class="runbook" id="runbook-monitor"><h2>Monitoring after the switch</h2>'
+        f"<p>{caption}</p>{svg}<p>Data: artifacts/monitor.csv</p></div>"
+    )

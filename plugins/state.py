@@ -51,6 +51,7 @@ class RunOptions:
     lab_faults: tuple[str, ...] = ()
     keep_lab: bool = False
     plan: bool = False
+    rollback_policy: str = "on-failure"
 
 
 @dataclass
@@ -108,6 +109,8 @@ class RunbookRun:
         self.report_sections: list[
             str
         ] = []  # extra HTML sections (monitoring chart, findings) for report.html
+        # Called at once, with (phase, why), when a runbook test fails: Blue/Green rolls traffic back here.
+        self.failure_listeners: list[Callable[[str, str], None]] = []
         self.reports: dict[str, list[pytest.TestReport]] = {}  # nodeid -> setup/call/teardown reports
         self._lock = threading.RLock()
 
@@ -130,11 +133,19 @@ class RunbookRun:
             for writer in self.writers:
                 try:
                     writer.write(event)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a broken writer must not stop a recovery
                     message = f"evidence writer {writer.name} failed on a {kind} event: {exc!r}"
                     log.error(message)
                     self.writer_errors.append(message)
             self.events.append(event)
+
+    def on_failure(self, phase: str, why: str) -> None:
+        """Tell the failure listeners at once (not at session end); one that raises is reported, not fatal."""
+        for listener in list(self.failure_listeners):
+            try:
+                listener(phase, why)
+            except Exception as exc:  # noqa: BLE001 - the gate must still close
+                self.warn(f"failure handler {getattr(listener, '__name__', listener)!r} raised {exc!r}")
 
     def warn(self, message: str, **data: Any) -> None:
         """Something an operator must read, that does not stop the flow (e.g. a notification not delivered)."""
@@ -145,7 +156,7 @@ class RunbookRun:
         for writer in self.writers:
             try:
                 writer.close()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - likewise when closing
                 self.writer_errors.append(f"evidence writer {writer.name} failed to close: {exc!r}")
 
     # --- questions the plugins and the report ask ---------------------------------------------------

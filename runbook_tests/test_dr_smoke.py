@@ -3,12 +3,10 @@ the Kerberos endpoint answering 401 + Negotiate. Each probe is recorded with its
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
-
 import pytest
 
 from drivers.config import Environment
-from drivers.probe import SmokeCheck, smoke_checks
+from drivers.probe import SmokeCheck, smoke_checks, url_at
 from fixtures.probe import Probe
 from plugins.state import RunbookRun
 
@@ -26,7 +24,7 @@ def _check(environment: Environment, name: str) -> SmokeCheck:
 
 def _expect(check: SmokeCheck, probe: Probe, target: str) -> dict[str, object] | None:
     __tracebackhide__ = True
-    result = probe(check.name, urljoin(target, check.path))
+    result = probe(check.name, url_at(target, check.path))
     seen = f"status -1 ({result.error})" if result.refused else f"HTTP {result.status}"
     if not check.passed(result):
         pytest.fail(f"{check.name} {result.url}: expected {check.expectation}, got {seen}", pytrace=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urljoin
 
 import pytest
 
@@ -16,7 +15,7 @@ from drivers.config import Environment
 from drivers.deploy import DeployDriver
 from drivers.notify import Notifier
 from drivers.packages import PackageSet
-from drivers.probe import smoke_checks
+from drivers.probe import smoke_checks, url_at
 from fixtures.deploy import driver_step, verify_package
 from fixtures.probe import Probe
 from plugins.state import RunbookRun
@@ -59,7 +58,7 @@ def test_outage_watch_smoke_before_acting(
     """§3.3 and §4: run the smoke checks before acting. When every probe is refused (-1) the service is treated
     as fully stopped and the flow prepares a redeploy; either way the state is recorded, and the flow goes on."""
     base = environment.service.base_url
-    results = [probe(c.name, urljoin(base, c.path)) for c in smoke_checks(environment.service)]
+    results = [probe(c.name, url_at(base, c.path)) for c in smoke_checks(environment.service)]
     health = results[0].json() if results[0].status in (200, 503) else None
     runbook.version_from = (
         str(health["version"]) if isinstance(health, dict) and "version" in health

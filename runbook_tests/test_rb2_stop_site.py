@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
-
 import pytest
 
 from drivers.config import Environment
+from drivers.probe import url_at
 from fixtures.deploy import SiteControl, driver_step
 from fixtures.probe import Probe
 
@@ -19,5 +18,5 @@ def test_stop_site_and_recycle_app_pool(site: SiteControl, probe: Probe, environ
     assert steps, "the deploy driver reported no step for stop_site"
     failed = [s for s in steps if s.result not in ("stopped", "already stopped", "ok")]
     assert not failed, f"stop steps did not complete: {failed}"
-    after = probe("health", urljoin(environment.service.base_url, environment.service.health_path), retries=0)
+    after = probe("health", url_at(environment.service.base_url, environment.service.health_path), retries=0)
     assert after.refused, f"the site still answers after stop_site: HTTP {after.status} at {after.url}"

@@ -7,72 +7,14 @@ stops it by its recorded PIDs.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab import Lab
-from plugins.journal import read_events, verify_bundle
+from plugins.journal import verify_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
-
-
-@dataclass
-class Drill:
-    returncode: int
-    output: str
-    bundle: Path
-    events: list[dict[str, Any]]
-    lab_dir: Path
-
-    def kinds(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["kind"] == kind]
-
-    def phase_outcomes(self) -> dict[str, str]:
-        return {e["phase"]: e["data"]["outcome"] for e in self.kinds("phase.end")}
-
-    def served_version(self) -> str | None:
-        lab = Lab.attach(self.lab_dir)
-        assert lab is not None, "the drill was run with --keep-lab; its Lab should still be there"
-        try:
-            with urllib.request.urlopen(lab.public_url + "/health", timeout=3) as response:
-                return str(json.load(response)["version"])
-        except OSError:
-            return None
-
-
-@pytest.fixture
-def drill(tmp_path: Path) -> Iterator[Any]:
-    lab_dir = tmp_path / "lab"
-
-    runs = 0
-
-    def run(*args: str, marker: str = "rollback", keep: bool = True) -> Drill:
-        nonlocal runs
-        runs += 1
-        env_file = tmp_path / "Lab.toml"
-        text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
-        env_file.write_text(text.replace('dir = ".lab"', f'dir = "{lab_dir.as_posix()}"'), encoding="utf-8")
-        reports = tmp_path / f"reports-{runs}"
-        keep_lab = ["--keep-lab"] if keep else []
-        cmd = [sys.executable, "-m", "pytest", "-m", marker, f"--env-file={env_file}", f"--evidence-dir={reports}",
-               *keep_lab, "-p", "no:cacheprovider", "-rs", *args]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
-        output = proc.stdout + proc.stderr
-        (bundle,) = list(reports.iterdir())
-        return Drill(proc.returncode, output, bundle, read_events(bundle / "evidence.jsonl"), lab_dir)
-
-    yield run
-    lab = Lab.attach(lab_dir)
-    if lab is not None:
-        lab.stop()
 
 
 ROLLBACK_ORDER = ["PRE", "RB-1", "RB-2", "RB-3", "DR-SMOKE", "RB-4", "RB-5"]

@@ -137,6 +137,8 @@ def wait_until(check: Any, timeout: float = 5.0) -> Any:
 def all_pids(lab: Lab) -> list[int]:
     state = json.loads(lab.state_path.read_text(encoding="utf-8"))
     pids = [state["sink"]["pid"]] if state["sink"] else []
+    if (state.get("router") or {}).get("process"):
+        pids.append(state["router"]["process"]["pid"])
     for node in state["nodes"].values():
         pids += [p["pid"] for p in node["processes"].values()]
     return pids
@@ -563,6 +565,31 @@ def test_release_faults_change_what_the_release_serves(lab: Lab, tmp_path: Path,
         node.start()
 
 
+def release_faults_of(package: Path) -> list[str]:
+    with zipfile.ZipFile(package) as zf:
+        faults: list[str] = json.loads(zf.read("release.json"))["faults"]
+    return faults
+
+
+def test_rollback_topology_builds_release_faults_into_the_package_it_deploys(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, faults=["a11y-regression", "insecure-headers", "green-unhealthy", "service-stopped"])
+    lab.start()
+    try:
+        assert lab.drill_version == PREVIOUS_STABLE
+        assert release_faults_of(lab.package(PREVIOUS_STABLE)) == ["a11y-regression", "insecure-headers"]
+        assert release_faults_of(lab.package(CURRENT)) == []  # green-unhealthy: no green in this topology
+        node = lab.node()
+        node.deploy(lab.package(PREVIOUS_STABLE))  # what RB-3 does
+        node.start()
+        home = httpc.get(f"{lab.public_url}/")
+        assert 'class="fault-low-contrast"' in home.text
+        assert home.header("Content-Security-Policy") is None
+        with pytest.raises(LabError, match="no router"):
+            _ = lab.router
+    finally:
+        lab.stop()
+
+
 def test_packages_are_deterministic_with_a_sha256sum_file(tmp_path: Path) -> None:
     first = build_package(PREVIOUS_STABLE, tmp_path / "a")
     second = build_package(PREVIOUS_STABLE, tmp_path / "b", faults=())
@@ -634,3 +661,209 @@ def test_stop_is_prompt_while_requests_arrive(lab: Lab, tmp_path: Path) -> None:
     assert all(step.duration_s < 3 for step in steps), steps
     assert sink_stop_s < 3
     assert node.start() < 5
+
+
+# -- Blue/Green topology ---------------------------------------------------------------------------
+
+
+def bluegreen_lab(root: Path, *faults: str) -> Lab:
+    lab = Lab(root, faults=faults, topology="bluegreen")
+    lab.start()
+    return lab
+
+
+def slot_of(reply: httpc.HttpReply) -> str | None:
+    return reply.header("X-Lab-Slot")
+
+
+def settled_stats(lab: Lab) -> dict[str, Any]:
+    """The router's counters once nothing is in flight (it counts a request just after the client has it)."""
+    deadline = time.monotonic() + 5
+    while True:
+        stats = lab.router.stats()
+        if not any(stats["in_flight"].values()) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.01)
+
+
+def test_bluegreen_starts_blue_on_previous_stable_behind_the_router_and_green_empty(tmp_path: Path) -> None:
+    lab = bluegreen_lab(tmp_path)
+    try:
+        pids = all_pids(lab)
+        assert len(pids) == 4  # router, blue web, blue worker, webhook sink
+        assert set(lab.urls()) == {"public", "blue", "green", "router_control", "webhook"}
+        assert len(set(lab.urls().values())) == 5
+        public = httpc.get(f"{lab.public_url}/health")
+        assert public.status == 200
+        assert public.json()["version"] == PREVIOUS_STABLE
+        assert slot_of(public) == "blue"
+        assert public.header("Via") == "1.1 mcms-lab-router"
+        assert httpc.get(f"{lab.node('blue').url}/health").json()["version"] == PREVIOUS_STABLE
+        green = lab.node("green")
+        assert green.deployed_version() is None
+        assert not green.is_running()
+        assert refused(f"{green.url}/health")
+        assert lab.router.active() == "blue"
+        router_state = lab.router.state()
+        assert router_state["generation"] == 0
+        assert router_state["backends"] == {"blue": lab.node("blue").url, "green": green.url}
+        state = json.loads(lab.state_path.read_text(encoding="utf-8"))
+        assert state["topology"] == "bluegreen"
+        assert state["router"]["port"] == lab.router_port
+        assert state["router"]["control_port"] == lab.router_control_port
+        assert "--state-file" in state["router"]["process"]["argv"]
+        assert state["nodes"]["green"]["release_dir"] is None
+        assert lab.drill_version == CURRENT
+        for version in (PREVIOUS_STABLE, CURRENT):
+            assert release_faults_of(lab.package(version)) == []
+        assert ":2024" not in json.dumps(lab.urls())
+    finally:
+        lab.stop()
+    assert not [p for p in pids if procs.pid_alive(p)]
+    assert refused(lab.public_url)
+    assert json.loads(lab.state_path.read_text(encoding="utf-8"))["router"]["process"] is None
+    lab.stop()  # idempotent
+
+
+def test_bluegreen_deploy_green_switch_and_switch_back(tmp_path: Path) -> None:
+    lab = bluegreen_lab(tmp_path)
+    try:
+        green = lab.node("green")
+        release = green.deploy(lab.package(CURRENT))
+        assert release.name == f"green-{CURRENT}-1"
+        assert green.start() < 5
+        assert httpc.get(f"{green.url}/health").json()["version"] == CURRENT
+        assert httpc.get(f"{lab.public_url}/health").json()["version"] == PREVIOUS_STABLE  # not switched yet
+
+        switched = lab.router.switch("green")
+        assert (switched.active, switched.previous, switched.generation) == ("green", "blue", 1)
+        assert switched.duration_s < 1
+        datetime.fromisoformat(switched.switched_at)
+        reply = httpc.get(f"{lab.public_url}/health")
+        assert (reply.status, reply.json()["version"], slot_of(reply)) == (200, CURRENT, "green")
+        assert httpc.get(f"{lab.public_url}/api/status").json()["node"] == "green"
+        assert json.loads(lab.router_state_path.read_text(encoding="utf-8"))["active"] == "green"
+        assert lab.router.active() == "green"
+
+        back = lab.router.switch("blue")
+        assert (back.active, back.previous, back.generation) == ("blue", "green", 2)
+        assert httpc.get(f"{lab.public_url}/health").json()["version"] == PREVIOUS_STABLE
+        stats = settled_stats(lab)
+        assert stats["router_errors"] == 0
+        assert stats["requests"]["green"] >= 2
+        assert stats["requests"]["blue"] >= 2
+        pids = all_pids(lab)
+        assert len(pids) == 6
+    finally:
+        lab.stop()
+    gone = {pid: procs.pid_alive(pid) for pid in pids}
+    assert not [pid for pid, alive in gone.items() if alive], gone
+    # The router went first: the public address was dark before any node stopped.
+    router_stop = (lab.app_log_dir / "router.log").read_text(encoding="utf-8").splitlines()[-1]
+    web_stop = (lab.app_log_dir / "blue-web.log").read_text(encoding="utf-8").splitlines()[-1]
+    assert router_stop.endswith("router stopping")
+    assert web_stop.endswith("web stopping")
+    assert router_stop.split()[0] <= web_stop.split()[0]
+
+
+def test_attach_restores_the_router_and_both_slots(tmp_path: Path) -> None:
+    root = tmp_path / "kept"
+    code = (
+        "from pathlib import Path; from lab import Lab, CURRENT; "
+        f"lab = Lab(Path({str(root)!r}), topology='bluegreen'); lab.start(); "
+        "green = lab.node('green'); green.deploy(lab.package(CURRENT)); green.start()"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+    lab = Lab.attach(root)
+    assert lab is not None
+    pids = all_pids(lab)
+    try:
+        assert lab.topology == "bluegreen"
+        assert set(lab.slots) == {"blue", "green"}
+        assert lab.node("green").deployed_version() == CURRENT
+        assert lab.node("green").is_running()
+        assert lab.router.active() == "blue"
+        assert lab.router_process is not None
+        assert lab.router_process.alive()
+        # A later session switches the green that an earlier one verified.
+        assert lab.router.switch("green").previous == "blue"
+        assert httpc.get(f"{lab.public_url}/health").json()["version"] == CURRENT
+    finally:
+        lab.stop()  # not our children: every stop goes through the recorded-argv check
+    assert len(pids) == 6
+    assert not [p for p in pids if procs.pid_alive(p)]
+    assert Lab.attach(root) is None
+
+
+def test_bluegreen_faults_change_the_release_under_test(tmp_path: Path) -> None:
+    lab = bluegreen_lab(
+        tmp_path, "green-unhealthy", "a11y-regression", "insecure-headers", "bad-package-hash"
+    )
+    try:
+        assert release_faults_of(lab.package(CURRENT)) == ["unhealthy", "a11y-regression", "insecure-headers"]
+        assert release_faults_of(lab.package(PREVIOUS_STABLE)) == []
+        current, stable = lab.package(CURRENT), lab.package(PREVIOUS_STABLE)
+        assert read_sha256_file(current.with_name(current.name + ".sha256")) != sha256_of(current)
+        assert read_sha256_file(stable.with_name(stable.name + ".sha256")) == sha256_of(stable)
+        green = lab.node("green")
+        green.deploy(current)
+        green.start(require_healthy=False)
+        reply = httpc.get(f"{green.url}/health")
+        assert reply.status == 503
+        assert reply.json()["status"] == "Unhealthy"
+        home = httpc.get(f"{green.url}/")
+        assert 'class="fault-low-contrast"' in home.text
+        assert home.header("X-Frame-Options") is None
+        public = httpc.get(f"{lab.public_url}/health")
+        assert (public.status, slot_of(public)) == (200, "blue")  # the public address is untouched
+        assert httpc.get(f"{lab.public_url}/").header("X-Frame-Options") == "DENY"
+    finally:
+        lab.stop()
+
+
+def test_bluegreen_service_stopped_is_a_502_on_the_public_address(tmp_path: Path) -> None:
+    lab = bluegreen_lab(tmp_path, "service-stopped", "webhook-down")
+    try:
+        assert not lab.node("blue").is_running()
+        reply = httpc.get(f"{lab.public_url}/health")
+        assert reply.status == 502
+        assert reply.json() == {"error": "bad gateway", "backend": "blue"}
+        assert settled_stats(lab)["router_errors"] == 1
+        assert refused(lab.webhook_url)
+    finally:
+        lab.stop()
+
+
+def test_green_degrades_only_after_traffic_is_switched_to_it(tmp_path: Path) -> None:
+    lab = bluegreen_lab(tmp_path, "green-degrades-after-switch")
+    try:
+        assert release_faults_of(lab.package(CURRENT)) == ["degrade-after-routed:3"]
+        green = lab.node("green")
+        green.deploy(lab.package(CURRENT))
+        green.start()
+        # Verification on green's own address (BG-2) sees a healthy release, however long it takes.
+        until = time.monotonic() + 4.0
+        while time.monotonic() < until:
+            reply = httpc.get(f"{green.url}/health")
+            assert reply.status == 200, reply.text
+            time.sleep(0.2)
+        switched_at = time.monotonic()
+        lab.router.switch("green")
+        first_500 = None
+        while time.monotonic() - switched_at < 6:
+            reply = httpc.get(f"{lab.public_url}/health")
+            assert slot_of(reply) == "green"
+            if reply.status == 500:
+                first_500 = time.monotonic() - switched_at
+                break
+            assert reply.status == 200
+            time.sleep(0.1)
+        assert first_500 is not None, "green never degraded after the switch"
+        assert 3.0 <= first_500 <= 3.9, first_500
+        assert reply.json() == {"error": "service degraded"}
+        assert httpc.get(f"{green.url}/health").status == 500  # degraded for everyone from then on
+        lab.router.switch("blue")  # BG-5: traffic back to the warm standby
+        reply = httpc.get(f"{lab.public_url}/health")
+        assert (reply.status, reply.json()["version"]) == (200, PREVIOUS_STABLE)
+    finally:
+        lab.stop()

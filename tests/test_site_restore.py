@@ -29,7 +29,7 @@ pytestmark = pytest.mark.lab
 
 def lab_environment(tmp_path: Path, lab: Lab) -> Environment:
     text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
-    text = text.replace("start_timeout_s = 20.0", "start_timeout_s = 3.0")
+    text = text.replace("start_timeout_s = 10.0", "start_timeout_s = 3.0")
     path = tmp_path / "Lab.toml"
     path.write_text(text, encoding="utf-8")
     return load_environment(path).with_lab_endpoints(

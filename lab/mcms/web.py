@@ -46,6 +46,7 @@ CSRF_COOKIE = "mcms_csrf"
 HEARTBEAT_MAX_AGE_S = 10.0
 SYNC_MAX_AGE_S = 30.0
 DEGRADED_DELAY_S = 0.3
+ROUTER_VIA = "mcms-lab-router"  # the Lab router's Via token: a request that came through the public address
 MAX_BODY = 64 * 1024
 MAX_NAME = 100
 
@@ -84,13 +85,17 @@ class Faults:
     insecure_headers: bool = False
     unhealthy: bool = False
     degrade_after_s: float | None = None
+    degrade_after_routed_s: float | None = None
 
     @classmethod
     def parse(cls, names: tuple[str, ...]) -> Faults:
         degrade: float | None = None
+        routed: float | None = None
         for name in names:
             if name.startswith("degrade-after:"):
                 degrade = float(name.partition(":")[2])
+            elif name.startswith("degrade-after-routed:"):
+                routed = float(name.partition(":")[2])
             elif name not in ("a11y-regression", "insecure-headers", "unhealthy"):
                 log(f"ignoring unknown release fault {name!r}")
         return cls(
@@ -98,6 +103,7 @@ class Faults:
             insecure_headers="insecure-headers" in names,
             unhealthy="unhealthy" in names,
             degrade_after_s=degrade,
+            degrade_after_routed_s=routed,
         )
 
 
@@ -158,6 +164,7 @@ class Portal:
         self.shared_dir = shared_dir
         self.node = node
         self.started = time.monotonic()
+        self.routed_since: float | None = None  # first request through the router (degrade-after-routed)
         self.spec = pages.openapi(release.version)
         self.routes: dict[str, dict[str, Callable[[Request], Response]]] = {
             "/": {"GET": self.home},
@@ -177,11 +184,25 @@ class Portal:
 
     # -- plumbing
 
+    def degraded(self, req: Request) -> bool:
+        """degrade-after:<s> counts from the start; degrade-after-routed:<s> from the first request that came
+        through the router (``Via: 1.1 mcms-lab-router``), so a slot verified on its own address fails only
+        once traffic is switched to it. Once degraded, every request fails, direct ones too."""
+        now = time.monotonic()
+        faults = self.faults
+        if faults.degrade_after_s is not None and now - self.started >= faults.degrade_after_s:
+            return True
+        if faults.degrade_after_routed_s is None:
+            return False
+        if self.routed_since is None:
+            if ROUTER_VIA not in req.headers.get("via", ""):
+                return False
+            self.routed_since = now
+            log(f"first request through the router: degrading in {faults.degrade_after_routed_s:g} s")
+        return now - self.routed_since >= faults.degrade_after_routed_s
+
     def handle(self, req: Request) -> Response:
-        if (
-            self.faults.degrade_after_s is not None
-            and time.monotonic() - self.started >= self.faults.degrade_after_s
-        ):
+        if self.degraded(req):
             time.sleep(DEGRADED_DELAY_S)
             if self._wants_json(req.path):
                 return json_response(500, {"error": "service degraded"})
@@ -487,6 +508,7 @@ class Portal:
 
 class PortalServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connections when 50 clients arrive through the router
     # On Windows SO_REUSEADDR lets a second server steal a bound port; exclusive use is the safe equivalent.
     allow_reuse_address = sys.platform != "win32"
 
@@ -513,6 +535,9 @@ class PortalHandler(BaseHTTPRequestHandler):
         return self.server_version
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm the body of every keep-alive response
+    # waited for the client's delayed ACK of the headers (about 40 ms on Linux).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -562,7 +587,7 @@ class PortalHandler(BaseHTTPRequestHandler):
         )
         try:
             resp = portal.handle(req)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing handler is a 500 page, never a dropped connection
             log("error handling request:\n" + traceback.format_exc().rstrip())
             resp = portal.page(
                 500, pages.message("Service error", "The service could not complete the request.")

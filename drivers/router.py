@@ -1,0 +1,111 @@
+"""Router verb: which slot the public address serves, and the switch between blue and green (playbook BG-4).
+
+Backends: `lab` (the embedded Lab's reverse proxy, switched through its control API) and `command` (argv
+templates, e.g. an IIS ARR or DNS script: `switch` with {slot}, optional `active` printing the slot). nginx is
+added by its own issue.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from drivers.base import ActionResult, DriverError, Registry, timed
+from drivers.config import Environment
+
+SLOTS = ("blue", "green")
+
+
+class RouterDriver(ABC):
+    def __init__(self, env: Environment, context: Mapping[str, Any]) -> None:
+        self.env = env
+        self.context = context
+
+    @abstractmethod
+    def active(self) -> str:
+        """The slot the public address serves now."""
+
+    def switch(self, to: str) -> ActionResult:
+        """Send new requests to `to`; requests in flight finish where they started."""
+        if to not in SLOTS:
+            raise DriverError(f"cannot switch traffic to {to!r}: slots are {', '.join(SLOTS)}")
+        action = ActionResult("switch_traffic", to)
+        with timed(action):
+            action.detail.update(self._switch(to))
+        return action
+
+    @abstractmethod
+    def _switch(self, to: str) -> dict[str, Any]:
+        """Do the switch; return what the router said, for the journal."""
+
+
+ROUTER_DRIVERS: Registry[RouterDriver] = Registry("router driver")
+
+
+@ROUTER_DRIVERS.register("lab")
+class LabRouterDriver(RouterDriver):
+    def _router(self) -> Any:
+        lab = self.context.get("lab")
+        if lab is None:
+            raise DriverError('the lab router driver needs the embedded Lab (kind = "lab")')
+        return lab.router
+
+    def active(self) -> str:
+        from lab import LabError
+
+        try:
+            return str(self._router().active())
+        except LabError as exc:
+            raise DriverError(str(exc)) from exc
+
+    def _switch(self, to: str) -> dict[str, Any]:
+        from lab import LabError
+
+        try:
+            result = self._router().switch(to)
+        except LabError as exc:
+            raise DriverError(str(exc)) from exc
+        return {
+            "previous": result.previous,
+            "generation": result.generation,
+            "switched_at": result.switched_at,
+        }
+
+
+@ROUTER_DRIVERS.register("command")
+class CommandRouterDriver(RouterDriver):
+    """[drivers.command] switch = [..., "{slot}"] and optionally active = [...] (prints blue or green)."""
+
+    TIMEOUT_S = 120.0
+
+    def _run(self, verb: str, slot: str = "") -> str:
+        template = self.env.drivers.command.get(verb)
+        if template is None:
+            raise DriverError(f"{self.env.source}: [drivers.command] {verb}: no argv template configured")
+        argv = [part.replace("{slot}", slot).replace("{env}", self.env.name) for part in template]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.TIMEOUT_S, check=False)
+        except FileNotFoundError:
+            raise DriverError(f"[drivers.command] {verb}: {argv[0]!r} not found on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise DriverError(f"[drivers.command] {verb}: still running after {self.TIMEOUT_S:g} s") from None
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise DriverError(f"[drivers.command] {verb} exited {done.returncode}: {tail}")
+        return done.stdout.strip()
+
+    def active(self) -> str:
+        out = self._run("active").splitlines()
+        slot = out[-1].strip() if out else ""
+        if slot not in SLOTS:
+            raise DriverError(f"[drivers.command] active printed {slot!r}; expected blue or green")
+        return slot
+
+    def _switch(self, to: str) -> dict[str, Any]:
+        return {"output": self._run("switch", to)[-500:]}
+
+
+def router_driver(name: str, env: Environment, context: Mapping[str, Any]) -> RouterDriver:
+    return ROUTER_DRIVERS.get(name)(env, context)

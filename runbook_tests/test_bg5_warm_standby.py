@@ -1,0 +1,36 @@
+"""BG-5: keep the old Blue as a warm standby; on failure roll back at once (playbook §5)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from drivers.config import Environment
+from fixtures.bluegreen import BlueGreen
+from fixtures.deploy import driver_step, record_action
+from plugins.state import RunbookRun
+
+pytestmark = [pytest.mark.bluegreen, pytest.mark.traffic, pytest.mark.phase("BG-5")]
+
+
+def test_blue_kept_as_warm_standby(
+    runbook: RunbookRun, bluegreen: BlueGreen, environment: Environment
+) -> None:
+    """Blue stays running at least until monitoring ends, plus [slots] standby_s, and must answer healthy on its
+    own address (a cold standby is no standby). Then it is kept or released as [slots] standby_then says; with
+    --runbook-rollback always it is kept, since traffic goes back to it."""
+    wait = environment.slots.standby_s
+    if wait:
+        time.sleep(wait)
+    version = bluegreen.blue_version or ""
+    waited = driver_step(
+        lambda: bluegreen.deployer.wait_healthy("blue", version, environment.service.timeout_s)
+    )
+    runbook.record("note", {"message": f"blue {version} is a warm standby (healthy after {waited} s)"})
+    if environment.slots.standby_then == "release" and runbook.options.rollback_policy != "always":
+        for step in driver_step(lambda: bluegreen.deployer.stop_site("blue")):
+            record_action(runbook, step)
+        runbook.record("note", {"message": "warm standby released ([slots] standby_then = release)"})
+    else:
+        runbook.record("note", {"message": "blue kept running as warm standby"})

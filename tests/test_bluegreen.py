@@ -1,0 +1,180 @@
+"""Blue/Green releases against the real embedded Lab (router, two slots), run as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.journal import verify_bundle
+
+pytestmark = [pytest.mark.lab, pytest.mark.drill]
+
+BG_ORDER = ["PRE", "BG-1", "DR-SMOKE", "BG-3", "BG-4", "BG-5"]
+
+
+def rollbacks(d: Any) -> list[dict[str, Any]]:
+    return [e["data"] for e in d.kinds("rollback")]
+
+
+def test_green_release(drill: Any) -> None:
+    d = drill(marker="bluegreen")
+    assert d.returncode == 0, d.output
+    assert [e["phase"] for e in d.kinds("phase.start")] == BG_ORDER
+    assert set(d.phase_outcomes().values()) == {"passed"}
+    end = d.events[-1]["data"]
+    assert (end["version_from"], end["version_to"], end["rollback_ran"]) == ("1.0.0", "1.1.0", False)
+    assert d.served_version() == "1.1.0"
+    assert d.version_at("blue") == "1.0.0", "blue must still be running as the warm standby"
+    (approval,) = [e["data"] for e in d.kinds("approval")]
+    assert approval["approver"] == "lab-auto"
+    assert d.notified() == [("Approved", "delivered")]
+    (decision,) = rollbacks(d)
+    assert decision["result"] == "not needed"
+    assert "policy on-failure: every check after the switch passed" in decision["reason"]
+    # DR-SMOKE looked at green's own address, before any traffic went there.
+    smoke = [e["data"]["url"] for e in d.kinds("probe") if e["phase"] == "DR-SMOKE"]
+    lab_urls = next(e for e in d.kinds("action") if e["data"]["name"] == "lab.start")["data"]["detail"][
+        "urls"
+    ]
+    assert smoke
+    assert all(url.startswith(lab_urls["green"]) for url in smoke)
+    monitor = (d.bundle / "artifacts" / "monitor.csv").read_text().splitlines()
+    assert monitor[0] == "ts,offset_s,status,latency_ms,ok,error"
+    assert len(monitor) >= 10  # about 10 s at one probe a second in the Lab
+    assert all(line.split(",")[4] == "1" for line in monitor[1:])
+    assert 'id="runbook-monitor"' in (d.bundle / "report.html").read_text(encoding="utf-8")
+    assert verify_bundle(d.bundle).ok
+
+
+def test_green_unhealthy_keeps_blue_serving(drill: Any) -> None:
+    d = drill("--lab-fault", "green-unhealthy", marker="bluegreen")
+    assert d.returncode == 1, d.output
+    outcomes = d.phase_outcomes()
+    assert outcomes["BG-1"] == "failed"
+    assert {outcomes[p] for p in ("DR-SMOKE", "BG-3", "BG-4", "BG-5")} == {"blocked"}
+    assert not [e for e in d.kinds("action") if e["data"]["name"] == "switch_traffic"]
+    assert d.served_version() == "1.0.0"
+    assert d.version_at("green") is None, "a release that failed before the switch is stopped"
+    (decision,) = rollbacks(d)
+    assert "failed before the switch" in decision["reason"]
+    assert "traffic never left blue" in decision["reason"]
+    assert decision["detail"] == "public address serves 1.0.0"
+
+
+def test_green_degrading_after_switch_rolls_back_at_once(drill: Any) -> None:
+    d = drill("--lab-fault", "green-degrades-after-switch", marker="bluegreen")
+    assert d.returncode == 1, d.output
+    outcomes = d.phase_outcomes()
+    assert outcomes["BG-4"] == "failed"
+    assert outcomes["BG-5"] == "blocked"
+    assert "monitor breach: 2 consecutive failed checks" in d.output
+    (rollback,) = rollbacks(d)
+    assert rollback["result"] == "succeeded", rollback
+    assert (rollback["from"], rollback["to"]) == ("1.1.0", "1.0.0")
+    interval = 1.0  # environments/Lab.toml [monitor] interval_s
+    assert rollback["restore_s_from_detection"] <= interval + 0.2
+    assert d.served_version() == "1.0.0"
+    assert ("Alert", "delivered") in d.notified()
+    assert d.notified()[-1] == ("RolledBack", "delivered")
+    # The rollback happened during BG-4, not at the end of the session.
+    assert next(e for e in d.kinds("rollback"))["phase"] == "BG-4"
+    end = d.events[-1]["data"]
+    assert (end["outcome"], end["rollback_ran"], end["rollback_result"]) == ("failed", True, "succeeded")
+    report = (d.bundle / "report.html").read_text(encoding="utf-8")
+    summary = report[report.index('id="runbook-summary"') : report.index('id="runbook-phases"')]
+    assert "yes: succeeded" in summary
+
+
+def test_two_step_gate_switches_the_green_it_verified(drill: Any) -> None:
+    gate = drill(marker="bluegreen and not traffic")
+    assert gate.returncode == 0, gate.output
+    assert [e["phase"] for e in gate.kinds("phase.start")] == ["PRE", "BG-1", "DR-SMOKE", "BG-3"]
+    assert gate.served_version() == "1.0.0"
+    assert gate.version_at("green") == "1.1.0"
+    record_path = gate.bundle.parent / "verified-green" / "Lab.json"
+    record = json.loads(record_path.read_text())
+    assert (record["version"], record["run_id"]) == ("1.1.0", gate.events[0]["run_id"])
+
+    switch = drill("--approved-by", "Alice Example", marker="bluegreen and traffic")
+    assert switch.returncode == 0, switch.output
+    assert [e["phase"] for e in switch.kinds("phase.start")] == ["BG-4", "BG-5"]
+    assert [e["data"]["approver"] for e in switch.kinds("approval")] == ["Alice Example"]
+    assert switch.served_version() == "1.1.0"
+    notes = [e["data"]["message"] for e in switch.kinds("note")]
+    assert any(m.startswith("green is the release verified by run") for m in notes)
+
+
+def test_switch_step_without_a_gate_run_refuses(drill: Any) -> None:
+    d = drill(marker="bluegreen and traffic")
+    assert d.returncode == 1, d.output
+    assert "no Blue/Green Lab kept" in d.output
+
+
+def test_policy_always_goes_back_to_blue_after_success(drill: Any) -> None:
+    d = drill("--runbook-rollback", "always", marker="bluegreen")
+    assert d.returncode == 0, d.output
+    (rollback,) = rollbacks(d)
+    assert (rollback["result"], rollback["policy"]) == ("succeeded", "always")
+    assert d.served_version() == "1.0.0"
+
+
+def test_policy_never_leaves_traffic_on_green_and_says_so(drill: Any) -> None:
+    d = drill("--runbook-rollback", "never", "--lab-fault", "green-degrades-after-switch", marker="bluegreen")
+    assert d.returncode == 1, d.output
+    decisions = rollbacks(d)
+    assert decisions
+    assert all(r["result"] == "not run" for r in decisions)
+    assert "policy never" in decisions[0]["reason"]
+    assert not [
+        e
+        for e in d.kinds("action")
+        if e["data"]["name"] == "switch_traffic" and e["data"]["target"] == "blue"
+    ]
+    assert "rollback due but not run" in d.output
+
+
+def test_approval_required_outside_the_lab(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote environment with [approval] required and no --approved-by: BG-3 fails with the command to rerun,
+    and BG-4 (the switch) is blocked. Nothing listens at the addresses: nothing is touched."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    packages = pytester.path / "offline"
+    packages.mkdir()
+    (packages / "MCMS_Setup_1.1.0.zip").write_bytes(b"release")
+    (packages / "MCMS_Setup_1.1.0.zip.sha256").write_text(
+        "c1dd4c8b8d1f5e3f8bcd3a5e0f0b7e8b0d4c2e1f8a9b7c6d5e4f3a2b1c0d9e8f  MCMS_Setup_1.1.0.zip\n"
+    )
+    noop = '["python", "-c", "pass"]'
+    (pytester.path / "Remote.toml").write_text(
+        'name = "Remote"\nkind = "remote"\n[service]\nbase_url = "http://127.0.0.1:9"\n'
+        '[slots]\nblue = "http://127.0.0.1:9"\ngreen = "http://127.0.0.1:9"\n'
+        f'[packages]\ndir = "{packages.as_posix()}"\n'
+        f'[drivers]\ndeploy = "command"\nrouter = "command"\n[drivers.command]\nstop_site = {noop}\n'
+        f"deploy = {noop}\nstart_site = {noop}\nswitch = {noop}\n"
+        '[notify]\nwebhook_url = "http://127.0.0.1:9/hook"\nretries = 0\ntimeout_s = 0.5\n'
+        "[approval]\nrequired = true\n"
+    )
+    for name in ("test_bg3_approval.py", "test_bg4_switch_traffic.py"):
+        (pytester.path / name).write_text((root / "runbook_tests" / name).read_text())
+    pytester.makeconftest((root / "conftest.py").read_text())
+    pytester.makeini((root / "pytest.ini").read_text().replace("testpaths = runbook_tests\n", ""))
+    result = pytester.runpytest_subprocess(
+        "-m",
+        "bluegreen",
+        "-rs",
+        f"--env-file={pytester.path / 'Remote.toml'}",
+        f"--evidence-dir={pytester.path / 'r'}",
+    )
+    result.assert_outcomes(failed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*approval required before the switch ([[]approval[]] required = true): rerun "
+            'pytest -m "bluegreen and traffic" --env Remote --approved-by NAME*'
+        ]
+    )
+    assert "blocked by BG-3" in result.stdout.str()
