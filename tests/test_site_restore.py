@@ -126,3 +126,50 @@ def test_successful_deploy_needs_no_undo(make_lab: object) -> None:
     site.undo()
     assert [e for e in run.events if e["kind"] == "rollback"] == []
     assert served(lab) == "1.0.0"
+
+
+def test_blue_green_rollback_that_does_not_restore_is_loud(tmp_path: Path) -> None:
+    """Traffic goes back to blue, but blue is dead: the rollback is recorded as failed, never as success."""
+    from drivers.notify import Notifier
+    from drivers.packages import Package
+    from drivers.router import LabRouterDriver
+    from fixtures.bluegreen import BlueGreen
+
+    lab = Lab(tmp_path / "lab", topology="bluegreen")
+    lab.start()
+    try:
+        env = load_environment(ROOT / "environments" / "Lab.toml").with_lab_endpoints(
+            lab.public_url,
+            {"blue": lab.node("blue").url, "green": lab.node("green").url},
+            lab.webhook_url,
+            lab.packages_dir,
+        )
+        run = RunbookRun(env, RunOptions(evidence_dir=tmp_path / "reports"), ROOT)
+        prober = Prober(["127.0.0.1"], timeout_s=1, retries=0)
+        deployer = LabDeployDriver(env, prober, {"lab": lab})
+        notifier = Notifier(env.notify.webhook_url, "generic", tmp_path / "outbox.jsonl")
+        sent: list[str] = []
+
+        def notify(event_type: str, summary: str, **facts: object) -> object:
+            sent.append(event_type)
+            return notifier.send(event_type, env.name, summary, facts)
+
+        release = Package("1.1.0", lab.package("1.1.0"))
+        control = BlueGreen(run, env, deployer, LabRouterDriver(env, {"lab": lab}), prober, notify, release)
+        control.blue_version = deployer.served_version("blue")
+        control.deploy_green()
+        control.switch_to_green()
+        assert served(lab) == "1.1.0"
+        lab.node("blue").stop()  # the warm standby died
+        control.rollback_to_blue("test: green failed after the switch")
+        (rollback,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
+        assert rollback["result"] == "failed"
+        assert run.rollback_result == "failed"
+        assert any(
+            w.startswith("ROLLBACK FAILED: traffic could not be restored on blue") for w in run.warnings
+        )
+        assert sent[-1] == "RolledBack"
+        assert lab.router.active() == "blue"
+        assert served(lab) is None
+    finally:
+        lab.stop()
