@@ -10,4 +10,6 @@ pytest_plugins = [
     "fixtures.notify",
     "fixtures.deploy",
     "fixtures.bluegreen",
+    "fixtures.browser",
+    "fixtures.zap",
 ]

@@ -102,21 +102,58 @@ class Axe:
         default_factory=lambda: ["critical", "serious"],
         metadata=_choice("critical", "serious", "moderate", "minor"),
     )
+    # axe-core rule tags to run: WCAG 2 A/AA plus best practices by default.
+    tags: list[str] = field(
+        default_factory=lambda: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+    )
+    script: str = ""  # a newer axe.min.js; empty = the axe-core that axe-selenium-python carries
+    baseline: str = ""  # accepted findings: TSV rule<TAB>page<TAB>expires (YYYY-MM-DD)<TAB>reason
+    login: bool = True  # log in first (with [e2e] username/password) so that pages behind the login are scanned
+
+
+@dataclass(frozen=True)
+class Browser:
+    chrome: str = ""  # browser binary; empty = chromium / chromium-browser / google-chrome on PATH
+    chromedriver: str = ""  # driver binary; empty = chromedriver on PATH (never downloaded)
+    remote: str = ""  # a Selenium Grid URL (remote WebDriver) instead of a local browser
+    page_timeout_s: float = field(default=30.0, metadata={"min": 1})
+    window: str = "1280x1024"
 
 
 @dataclass(frozen=True)
 class Zap:
     engine: str = field(default="builtin", metadata=_choice("zap", "builtin"))
     api_url: str = "http://127.0.0.1:8090"
-    rules: str = ""
+    api_key: str = ""  # usually "${ZAP_API_KEY}"
+    path: str = ""  # zap.sh / zap.bat to start a daemon when none answers at api_url
+    rules: str = ""  # zap-baseline rules file: id<TAB>IGNORE|INFO|WARN|FAIL<TAB>comment, OUTOFSCOPE lines
     fail_on: list[str] = field(
         default_factory=lambda: ["High", "Medium"], metadata=_choice("High", "Medium", "Low", "Informational")
     )
+    spider_minutes: float = field(default=1.0, metadata={"min": 0})
+    max_pages: int = field(default=50, metadata={"min": 1})
+    max_depth: int = field(default=3, metadata={"min": 0})
+    start_timeout_s: float = field(default=120.0, metadata={"min": 1})
+    passive_timeout_s: float = field(default=300.0, metadata={"min": 1})
 
 
 @dataclass(frozen=True)
 class E2E:
-    command: list[str] = field(default_factory=list)
+    flows: list[str] = field(default_factory=list, metadata=_choice("portal"))  # Selenium page-object flows
+    username: str = ""
+    password: str = ""  # usually "${MCMS_E2E_PASSWORD}"
+    command: list[str] = field(default_factory=list)  # e.g. ["npm", "run", "test:regression"]
+    command_timeout_s: float = field(default=900.0, metadata={"min": 1})
+    junit: str = ""  # a JUnit XML the command writes, read into the report
+
+
+@dataclass(frozen=True)
+class Matrix:
+    # The rows whose check may never be skipped: a skip ("not configured", tool missing) fails the gate.
+    required: list[str] = field(
+        default_factory=lambda: ["DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP"],
+        metadata=_choice("DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP"),
+    )
 
 
 @dataclass(frozen=True)
@@ -157,8 +194,10 @@ class Environment:
     notify: Notify = field(default_factory=Notify)
     monitor: Monitor = field(default_factory=Monitor)
     axe: Axe = field(default_factory=Axe)
+    browser: Browser = field(default_factory=Browser)
     zap: Zap = field(default_factory=Zap)
     e2e: E2E = field(default_factory=E2E)
+    matrix: Matrix = field(default_factory=Matrix)
     approval: Approval = field(default_factory=Approval)
     scope: Scope = field(default_factory=Scope)
     paths: Paths = field(default_factory=Paths)
@@ -202,13 +241,21 @@ class Environment:
         return redact_text(text, self.secrets)
 
     def sections_used(self, flow: str, rows: frozenset[str]) -> set[str]:
-        used = {"service", "scope", "lab", "paths"}
+        used = {"service", "scope", "lab", "paths", "matrix"}
         if flow in ("rollback", "bluegreen"):
             used |= {"packages", "drivers", "notify"}
         if flow == "bluegreen":
             used |= {"slots", "monitor", "approval"}
         used |= {section for row, section in _ROW_SECTIONS.items() if row in rows}
+        used |= {section for row, extra in _ROW_EXTRA_SECTIONS.items() if row in rows for section in extra}
         return used
+
+    def row_configured(self, row: str) -> bool:
+        """Whether the environment file configures this matrix row (DR-SMOKE needs only [service])."""
+        if row == "DR-E2E":
+            return "e2e" in self.present and bool(self.e2e.flows or self.e2e.command)
+        section = _ROW_SECTIONS.get(row)
+        return section is None or section in self.present
 
     def require(self, flow: str, rows: frozenset[str]) -> None:
         """Check that the sections a run of `flow` with matrix `rows` needs are present and complete."""
@@ -245,6 +292,7 @@ class Environment:
 
 
 _ROW_SECTIONS = {"DR-AXE": "axe", "DR-ZAP": "zap", "DR-E2E": "e2e"}
+_ROW_EXTRA_SECTIONS = {"DR-AXE": ("browser",), "DR-E2E": ("browser",)}
 
 _SECTION_TYPES: dict[str, type] = {
     "service": Service,
@@ -254,8 +302,10 @@ _SECTION_TYPES: dict[str, type] = {
     "notify": Notify,
     "monitor": Monitor,
     "axe": Axe,
+    "browser": Browser,
     "zap": Zap,
     "e2e": E2E,
+    "matrix": Matrix,
     "approval": Approval,
     "scope": Scope,
     "paths": Paths,

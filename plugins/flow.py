@@ -161,7 +161,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if run is None or phase is None:
         return report
     blocked = item.stash.get(_blocked_key, False)
-    if phase in MATRIX_ROWS and report.skipped and not blocked and not hasattr(report, "wasxfail"):
+    required = phase in MATRIX_ROWS and phase in run.env.matrix.required
+    if required and report.skipped and not blocked and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = (
             f"required check {phase} was skipped: {one_line(report)} "

@@ -276,12 +276,13 @@ def test_config_unset_var_in_the_name_is_an_error_at_load(tmp_path: Path) -> Non
 
 def test_config_sections_used_by_each_flow(tmp_path: Path) -> None:
     env = load_environment(write_env(tmp_path, 'name = "Stage"\n'), environ={})
-    base = {"service", "scope", "lab", "paths"}
+    base = {"service", "scope", "lab", "paths", "matrix"}
     assert env.sections_used("matrix", frozenset({"DR-SMOKE"})) == base
     assert env.sections_used("matrix", frozenset({"DR-AXE", "DR-ZAP", "DR-E2E"})) == base | {
         "axe",
         "zap",
         "e2e",
+        "browser",
     }
     assert env.sections_used("rollback", frozenset()) == base | {"packages", "drivers", "notify"}
     assert env.sections_used("bluegreen", frozenset()) == base | {
