@@ -73,6 +73,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "switch fails), always (also after success: a drill), never (leave it to the operator).",
     )
     group.addoption(
+        "--selenium-remote",
+        dest="runbook_selenium_remote",
+        metavar="URL",
+        help="run the browser rows (DR-AXE, DR-E2E) on a Selenium Grid (remote WebDriver) at URL.",
+    )
+    group.addoption(
         "--runbook-plan",
         dest="runbook_plan",
         action="store_true",
@@ -149,6 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
         keep_lab=bool(config.getoption("runbook_keep_lab")),
         plan=bool(config.getoption("runbook_plan")),
         rollback_policy=str(config.getoption("runbook_rollback")),
+        selenium_remote=config.getoption("runbook_selenium_remote") or env.browser.remote,
     )
     run = RunbookRun(env, options, config.rootpath)
     config.stash[run_key] = run

@@ -52,6 +52,7 @@ class RunOptions:
     keep_lab: bool = False
     plan: bool = False
     rollback_policy: str = "on-failure"
+    selenium_remote: str = ""
 
 
 @dataclass
