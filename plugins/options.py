@@ -14,17 +14,8 @@ from pathlib import Path
 import pytest
 
 from drivers.config import ConfigError, available_environments, load_environment
+from lab.supervisor import LAB_FAULTS  # the Lab owns its fault names; the option only offers them
 from plugins.state import RunbookRun, RunOptions, run_key
-
-LAB_FAULTS = (
-    "service-stopped",
-    "bad-package-hash",
-    "green-unhealthy",
-    "green-degrades-after-switch",
-    "webhook-down",
-    "a11y-regression",
-    "insecure-headers",
-)
 
 ROLLBACK_POLICIES = ("on-failure", "always", "never")
 HELP_ENV = "environment to run against: environments/NAME.toml (e.g. Lab, InternalStage, InternalProd)."
