@@ -293,8 +293,17 @@ class Lab:
     """
 
     def __init__(
-        self, root: Path, faults: Iterable[str] = (), host: str = "127.0.0.1", topology: str = "rollback"
+        self,
+        root: Path,
+        faults: Iterable[str] = (),
+        host: str = "127.0.0.1",
+        topology: str = "rollback",
+        *,
+        fault_release: str | None = None,
     ) -> None:
+        # fault_release: the package that carries the release faults, when not the drill's own (a matrix-only
+        # run checks what is already serving, so its faults belong in the running release).
+        self.fault_release = fault_release
         self.faults = tuple(faults)
         unknown = [f for f in self.faults if f not in LAB_FAULTS]
         if unknown:
@@ -518,7 +527,7 @@ class Lab:
         The other Lab faults (service-stopped, bad-package-hash, webhook-down) act on processes and files,
         not on what a package serves.
         """
-        if version != self.drill_version:
+        if version != (self.fault_release or self.drill_version):
             return ()
         mapping = {"a11y-regression": "a11y-regression", "insecure-headers": "insecure-headers"}
         if self.topology == "bluegreen":

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -867,3 +868,22 @@ def test_green_degrades_only_after_traffic_is_switched_to_it(tmp_path: Path) -> 
         assert (reply.status, reply.json()["version"]) == (200, PREVIOUS_STABLE)
     finally:
         lab.stop()
+
+
+def test_fault_release_puts_release_faults_into_the_running_package(tmp_path: Path) -> None:
+    """A matrix-only run checks what already serves: its faults go into 1.1.0, the running release."""
+    lab = Lab(tmp_path / "lab", faults=["insecure-headers"], fault_release="1.1.0")
+    lab.start()
+    try:
+        with urllib.request.urlopen(lab.public_url + "/", timeout=5) as response:
+            assert response.headers.get("X-Frame-Options") is None
+            assert response.headers.get("Content-Security-Policy") is None
+    finally:
+        lab.stop()
+    clean = Lab(tmp_path / "clean", faults=["insecure-headers"])  # the rollback drill's faults go into 1.0.0
+    clean.start()
+    try:
+        with urllib.request.urlopen(clean.public_url + "/", timeout=5) as response:
+            assert response.headers.get("X-Frame-Options") == "DENY"
+    finally:
+        clean.stop()
