@@ -108,7 +108,9 @@ class Axe:
     )
     script: str = ""  # a newer axe.min.js; empty = the axe-core that axe-selenium-python carries
     baseline: str = ""  # accepted findings: TSV rule<TAB>page<TAB>expires (YYYY-MM-DD)<TAB>reason
-    login: bool = True  # log in first (with [e2e] username/password) so that pages behind the login are scanned
+    login: bool = (
+        True  # log in first (with [e2e] username/password) so that pages behind the login are scanned
+    )
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,8 @@ class Environment:
             used |= {"slots", "monitor", "approval"}
         used |= {section for row, section in _ROW_SECTIONS.items() if row in rows}
         used |= {section for row, extra in _ROW_EXTRA_SECTIONS.items() if row in rows for section in extra}
+        if "DR-AXE" in rows and self.axe.login:
+            used.add("e2e")  # the login for pages behind it comes from [e2e] username / password
         return used
 
     def row_configured(self, row: str) -> bool:

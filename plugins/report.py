@@ -185,3 +185,119 @@ def monitor_section(result: Any, sla_p95_ms: float) -> str:
         f'<div class="runbook" id="runbook-monitor"><h2>Monitoring after the switch</h2>'
         f"<p>{caption}</p>{svg}<p>Data: artifacts/monitor.csv</p></div>"
     )
+
+
+def axe_section(
+    run: RunbookRun,
+    rows: Sequence[Sequence[object]],
+    engines: Sequence[str],
+    pages: Sequence[str],
+    unused: Sequence[str],
+) -> str:
+    """DR-AXE findings: one row per violated rule and page (rule, impact, nodes, page, help URL, gate verdict).
+
+    `rows` are (rule, impact, nodes, page, help_url, verdict); a verdict that fails the gate is shown in red.
+    """
+    body = []
+    for rule, impact, nodes, page, help_url, verdict in rows:
+        failing = str(verdict).startswith(("fails", "EXPIRED"))
+        cls = "bad" if failing else ("ok" if str(verdict).startswith("accepted") else "")
+        url = _e(help_url, run)
+        body.append(
+            f"<tr><td>{_e(rule, run)}</td><td>{_e(impact, run)}</td><td>{_e(nodes, run)}</td>"
+            f'<td>{_e(page, run)}</td><td><a href="{url}">{url}</a></td><td class="{cls}">{_e(verdict, run)}</td></tr>'
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("rule", "impact", "nodes", "page", "help URL", "gate"))
+    table = (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        if body
+        else '<p class="ok">No violations on the scanned pages.</p>'
+    )
+    caption = (
+        f"axe-core {_e(', '.join(engines) or '?', run)} on {len(pages)} page(s): {_e(', '.join(pages), run)}. "
+        "Data: artifacts/axe/&lt;page&gt;.json; screenshots: artifacts/screenshots/."
+    )
+    unused_html = ""
+    if unused:
+        items = "".join(f"<li>{_e(u, run)}</li>" for u in unused)
+        unused_html = (
+            f'<h3 class="warn">Baseline entries that matched nothing (remove them)</h3><ul>{items}</ul>'
+        )
+    return f'<div class="runbook" id="runbook-axe"><h2>Accessibility findings (DR-AXE)</h2><p>{caption}</p>{table}{unused_html}</div>'
+
+
+def e2e_command_section(
+    run: RunbookRun,
+    argv: Sequence[str],
+    outcome: str,
+    passed: bool,
+    junit: str,
+    failures: Sequence[Sequence[object]],
+    output_tail: str,
+) -> str:
+    """DR-E2E's external regression command: what ran, how it ended, its JUnit failures, its output's tail.
+
+    `failures` are (suite, classname, name, failure|error, message) rows from the command's JUnit XML.
+    """
+    rows = [
+        ("Command", _e(" ".join(argv), run), ""),
+        ("Outcome", _e(outcome, run), "ok" if passed else "bad"),
+        ("JUnit", _e(junit or "not configured", run), ""),
+    ]
+    body = "".join(f'<tr><th>{k}</th><td class="{cls}">{v}</td></tr>' for k, v, cls in rows)
+    table = ""
+    if failures:
+        table = "<h3>Failed tests</h3>" + _table(
+            run, ["suite", "class", "test", "outcome", "message"], failures
+        )
+    tail = f"<h3>Output (last lines)</h3><pre>{_e(output_tail, run)}</pre>" if output_tail else ""
+    return (
+        f'<div class="runbook" id="runbook-e2e-command"><h2>Regression command (DR-E2E)</h2>'
+        f"<table>{body}</table>{table}{tail}<p>Data: artifacts/e2e/</p></div>"
+    )
+
+
+_ZAP_STYLE = "<style>#runbook-zap td:first-child{white-space:nowrap}#runbook-zap ul.rules{columns:2}</style>"
+
+
+def zap_section(
+    run: RunbookRun,
+    *,
+    target: str,
+    engine: str,
+    gate: str,
+    passed: bool | None,
+    rows: Sequence[Sequence[object]],
+    rules: Sequence[str] = (),
+    files: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """DR-ZAP's findings: which engine ran (in plain words, with the rules it is limited to), the gate's
+    outcome, and one row per alert type: id, name, risk, count, example URL, gate decision (the last cell; it
+    starts with FAIL, WARN, INFO, IGNORE or OUTOFSCOPE). `passed` None = the scan itself could not be done."""
+    outcome_class = "ok" if passed else "bad"
+    header = "".join(f"<th>{h}</th>" for h in ("id", "name", "risk", "count", "example URL", "gate decision"))
+    body = ""
+    for row in rows:
+        *cells, decision = row
+        cls = {"FAIL": "bad", "WARN": "warn"}.get(str(decision).split(" ", 1)[0], "")
+        body += (
+            "<tr>"
+            + "".join(f"<td>{_e(c, run)}</td>" for c in cells)
+            + f'<td class="{cls}">{_e(decision, run)}</td></tr>'
+        )
+    table = (
+        f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+        if rows
+        else "<p>No alerts.</p>"
+    )
+    checked = "".join(f"<li>{_e(r, run)}</li>" for r in rules)
+    rule_list = f'<ul class="rules">{checked}</ul>' if checked else ""
+    extra = "".join(f"<li>{_e(n, run)}</li>" for n in notes)
+    listing = f"<ul>{extra}</ul>" if extra else ""
+    evidence = f"<p>Evidence: {_e(', '.join(files), run)}</p>" if files else ""
+    return (
+        f'{_ZAP_STYLE}<div class="runbook" id="runbook-zap"><h2>Security scan (DR-ZAP): {_e(target, run)}</h2>'
+        f"<p><b>Engine</b>: {_e(engine, run)}</p>{rule_list}"
+        f'<p class="{outcome_class}">{_e(gate, run)}</p>{table}{listing}{evidence}</div>'
+    )

@@ -12,7 +12,7 @@ from plugins.journal import verify_bundle
 
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
 
-BG_ORDER = ["PRE", "BG-1", "DR-SMOKE", "BG-3", "BG-4", "BG-5"]
+BG_ORDER = ["PRE", "BG-1", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "BG-3", "BG-4", "BG-5"]
 
 
 def rollbacks(d: Any) -> list[dict[str, Any]]:
@@ -54,7 +54,9 @@ def test_green_unhealthy_keeps_blue_serving(drill: Any) -> None:
     assert d.returncode == 1, d.output
     outcomes = d.phase_outcomes()
     assert outcomes["BG-1"] == "failed"
-    assert {outcomes[p] for p in ("DR-SMOKE", "BG-3", "BG-4", "BG-5")} == {"blocked"}
+    assert {outcomes[p] for p in ("DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "BG-3", "BG-4", "BG-5")} == {
+        "blocked"
+    }
     assert not [e for e in d.kinds("action") if e["data"]["name"] == "switch_traffic"]
     assert d.served_version() == "1.0.0"
     assert d.version_at("green") is None, "a release that failed before the switch is stopped"
@@ -91,7 +93,15 @@ def test_green_degrading_after_switch_rolls_back_at_once(drill: Any) -> None:
 def test_two_step_gate_switches_the_green_it_verified(drill: Any) -> None:
     gate = drill(marker="bluegreen and not traffic")
     assert gate.returncode == 0, gate.output
-    assert [e["phase"] for e in gate.kinds("phase.start")] == ["PRE", "BG-1", "DR-SMOKE", "BG-3"]
+    assert [e["phase"] for e in gate.kinds("phase.start")] == [
+        "PRE",
+        "BG-1",
+        "DR-SMOKE",
+        "DR-E2E",
+        "DR-AXE",
+        "DR-ZAP",
+        "BG-3",
+    ]
     assert gate.served_version() == "1.0.0"
     assert gate.version_at("green") == "1.1.0"
     record_path = gate.bundle.parent / "verified-green" / "Lab.json"

@@ -17,7 +17,7 @@ from plugins.journal import verify_bundle
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
 
 
-ROLLBACK_ORDER = ["PRE", "RB-1", "RB-2", "RB-3", "DR-SMOKE", "RB-4", "RB-5"]
+ROLLBACK_ORDER = ["PRE", "RB-1", "RB-2", "RB-3", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "RB-4", "RB-5"]
 
 
 def test_green_rollback_drill(drill: Any) -> None:
@@ -68,7 +68,9 @@ def test_bad_package_hash_stops_before_touching_the_service(drill: Any) -> None:
     assert d.returncode == 1, d.output
     outcomes = d.phase_outcomes()
     assert outcomes["PRE"] == "failed"
-    assert {outcomes[p] for p in ("RB-1", "RB-2", "RB-3", "DR-SMOKE", "RB-4")} == {"blocked"}
+    assert {
+        outcomes[p] for p in ("RB-1", "RB-2", "RB-3", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "RB-4")
+    } == {"blocked"}
     assert outcomes["RB-5"] == "passed"
     assert "blocked by PRE: MCMS_Setup_1.0.0.zip: sha256 mismatch" in d.output
     acted = {e["data"]["name"] for e in d.kinds("action")}

@@ -116,7 +116,9 @@ def test_failed_phase_blocks_the_rest_but_recording_runs(runbook_project: pytest
 
 def test_required_matrix_row_that_skips_fails(runbook_project: pytest.Pytester) -> None:
     body = 'def test_scan():\n    pytest.skip("ZAP not installed")\n'
-    runbook_project.makepyfile(test_zap=phase_module("DR-ZAP", "rollback", "bluegreen", "dr_zap", body=body))
+    runbook_project.makepyfile(
+        test_zap_row=phase_module("DR-ZAP", "rollback", "bluegreen", "dr_zap", body=body)
+    )
     result = runbook_project.runpytest("-m", "dr_zap", "--env", "Remote")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*required check DR-ZAP was skipped: ZAP not installed*"])
