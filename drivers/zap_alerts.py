@@ -7,6 +7,7 @@ with its instances, and the codes as strings. Tools that read zap-baseline repor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,19 +102,7 @@ class ZapAlert:
         return list(dict.fromkeys(i.uri for i in self.instances))
 
     def with_instances(self, instances: Iterable[AlertInstance]) -> ZapAlert:
-        return ZapAlert(
-            self.plugin_id,
-            self.alert_ref,
-            self.name,
-            self.riskcode,
-            self.confidence,
-            self.desc,
-            self.solution,
-            self.reference,
-            self.cweid,
-            self.wascid,
-            tuple(instances),
-        )
+        return dataclasses.replace(self, instances=tuple(instances))
 
     def to_json(self) -> dict[str, Any]:
         """ZAP's traditional JSON report entry (codes as strings, as ZAP writes them)."""
