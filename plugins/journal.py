@@ -400,6 +400,8 @@ def write_manifest(bundle_dir: Path, journal_last_hash: str) -> Path:
             stream.write(payload)
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp makes the file private; the manifest is archived with the rest of the bundle.
+        os.chmod(temp_name, 0o644)
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
