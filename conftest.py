@@ -5,6 +5,7 @@ pytest_plugins = [
     "plugins.flow",
     "plugins.evidence",
     "plugins.report",
+    "plugins.matrix",
     "fixtures.environment",
     "fixtures.probe",
     "fixtures.notify",

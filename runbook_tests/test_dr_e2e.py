@@ -16,8 +16,9 @@ import pytest
 
 from drivers.e2e import LoginPage
 from drivers.probe import url_at
-from fixtures.browser import PROCESS_TIMEOUT_S, PortalFlow, RegressionOutcome, e2e_part
+from fixtures.browser import PROCESS_TIMEOUT_S, PortalFlow, RegressionOutcome
 from fixtures.probe import Probe
+from plugins.matrix import e2e_part
 from plugins.state import RunbookRun
 
 pytestmark = [
