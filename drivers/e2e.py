@@ -139,8 +139,27 @@ class PortalPage:
             raise PortalError(f"{what}: the page says {seen!r} ({self.driver.current_url})")
 
     def submit(self, form_action: str) -> None:
+        """Click the form's submit button and wait until the answer has replaced the page and finished loading.
+
+        Without this, a check made right after the click can see the blank document between the two pages
+        (no form, no alert) and read it as the answer.
+        """
+        from selenium.common.exceptions import StaleElementReferenceException
+
         selector = f'form[action="{form_action}"] button[type=submit]'
-        self.element(CSS, selector, f"submit button of the form {form_action}").click()
+        button = self.element(CSS, selector, f"submit button of the form {form_action}")
+        old_page = self.driver.find_element(CSS, "html")
+        button.click()
+
+        def replaced() -> tuple[bool, str]:
+            try:
+                old_page.is_enabled()  # any call on an element of the old document
+                return False, "the page of the form is still shown"
+            except StaleElementReferenceException:
+                state = str(self.driver.execute_script("return document.readyState"))
+                return state == "complete", f"the answer is {state}"
+
+        wait_until(replaced, self.timeout_s, f"the answer to the form {form_action}", interval_s=0.02)
 
     def fill(self, element_id: str, value: str) -> None:
         field_ = self.element(ID, element_id, f"form field #{element_id}")
