@@ -142,22 +142,24 @@ class PortalPage:
         """Click the form's submit button and wait until the answer has replaced the page and finished loading.
 
         Without this, a check made right after the click can see the blank document between the two pages
-        (no form, no alert) and read it as the answer.
+        (no form, no alert) and read it as the answer. The old page is marked with a window property: a new
+        document has a new window object, so the mark is gone once the answer is there.
         """
-        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.common.exceptions import WebDriverException
 
         selector = f'form[action="{form_action}"] button[type=submit]'
         button = self.element(CSS, selector, f"submit button of the form {form_action}")
-        old_page = self.driver.find_element(CSS, "html")
+        self.driver.execute_script("window.__runbookFormPage = true;")
         button.click()
 
         def replaced() -> tuple[bool, str]:
             try:
-                old_page.is_enabled()  # any call on an element of the old document
-                return False, "the page of the form is still shown"
-            except StaleElementReferenceException:
-                state = str(self.driver.execute_script("return document.readyState"))
-                return state == "complete", f"the answer is {state}"
+                state = self.driver.execute_script(
+                    "return window.__runbookFormPage === true ? 'old' : document.readyState;"
+                )
+            except WebDriverException as exc:  # mid-navigation the browser may refuse to run a script
+                return False, f"navigating ({exc.msg or type(exc).__name__})"
+            return state == "complete", f"the answer is {state}"
 
         wait_until(replaced, self.timeout_s, f"the answer to the form {form_action}", interval_s=0.02)
 

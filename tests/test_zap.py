@@ -532,7 +532,7 @@ def test_zap_engine_stops_the_spider_at_spider_minutes() -> None:
         result = zap_scanner("zap", zap_settings(zap.url, spider_minutes=0.01), SCOPE, poll_s=0.05).scan(
             TARGET
         )
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # bounded; the ceiling only catches a hang, not a speed target
     assert "spider/action/stop" in zap.paths()
     assert result.spider_stopped
     assert "spider stopped at [zap] spider_minutes" in result.notes[0]
@@ -546,7 +546,7 @@ def test_zap_engine_bounds_the_passive_scan_queue() -> None:
             ZapError, match=r"still had 7 records to scan after 1 s \(\[zap\] passive_timeout_s\)"
         ):
             scanner.scan(TARGET)
-    assert 0.9 < time.monotonic() - started < 3
+    assert 0.9 < time.monotonic() - started < 15  # waited for the bound, then stopped (no hang)
     assert "core/view/alerts" not in zap.paths()
 
 
@@ -594,7 +594,7 @@ def test_a_daemon_that_accepts_but_never_answers_is_bounded() -> None:
             ZapError, match=r"accepted the connection but did not answer /JSON/core/view/version/"
         ):
             scanner.scan(TARGET)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # bounded; the ceiling only catches a hang, not a speed target
 
 
 def fake_zap_sh(tmp_path: Path, *extra: str) -> Path:
@@ -648,7 +648,9 @@ def test_a_started_daemon_that_never_becomes_ready_is_bounded_and_killed(tmp_pat
     started = time.monotonic()
     with pytest.raises(ZapError) as caught:
         scanner.scan("http://127.0.0.1/")
-    assert time.monotonic() - started < 8
+    # Bounded: start_timeout_s (1 s) plus the stop's grace period, far below the 120 s default; the ceiling
+    # only catches a hang, it is not a speed target.
+    assert time.monotonic() - started < 30
     message = str(caught.value)
     assert "did not answer its API at" in message
     assert "within 1 s ([zap] start_timeout_s)" in message
