@@ -129,14 +129,23 @@ def _on_path(names: tuple[str, ...], environ: Mapping[str, str]) -> Path | None:
     return None
 
 
+def _configured_or_on_path(
+    key: str, configured: str, envvar: str, names: tuple[str, ...], environ: Mapping[str, str]
+) -> Path | None:
+    """The environment file's value, else the environment variable's, else the first of `names` on PATH."""
+    if configured:
+        return _configured_path(key, configured)
+    if environ.get(envvar):
+        return _configured_path(envvar, environ[envvar])
+    return _on_path(names, environ)
+
+
 def find_chrome(settings: Browser, environ: Mapping[str, str] | None = None) -> Path:
     """The browser binary: [browser] chrome, RUNBOOK_CHROME, PATH, then Chrome's usual install places."""
     environ = os.environ if environ is None else environ
-    if settings.chrome:
-        return _configured_path("[browser] chrome", settings.chrome)
-    if environ.get("RUNBOOK_CHROME"):
-        return _configured_path("RUNBOOK_CHROME", environ["RUNBOOK_CHROME"])
-    found = _on_path(CHROME_NAMES, environ)
+    found = _configured_or_on_path(
+        "[browser] chrome", settings.chrome, "RUNBOOK_CHROME", CHROME_NAMES, environ
+    )
     if found is not None:
         return found
     places = [Path(environ[var]) / rel for var, rel in _WINDOWS_CHROME if environ.get(var)]
@@ -153,11 +162,9 @@ def find_chrome(settings: Browser, environ: Mapping[str, str] | None = None) -> 
 def find_chromedriver(settings: Browser, environ: Mapping[str, str] | None = None) -> Path:
     """The driver binary: [browser] chromedriver, RUNBOOK_CHROMEDRIVER, then PATH. Never downloaded."""
     environ = os.environ if environ is None else environ
-    if settings.chromedriver:
-        return _configured_path("[browser] chromedriver", settings.chromedriver)
-    if environ.get("RUNBOOK_CHROMEDRIVER"):
-        return _configured_path("RUNBOOK_CHROMEDRIVER", environ["RUNBOOK_CHROMEDRIVER"])
-    found = _on_path(CHROMEDRIVER_NAMES, environ)
+    found = _configured_or_on_path(
+        "[browser] chromedriver", settings.chromedriver, "RUNBOOK_CHROMEDRIVER", CHROMEDRIVER_NAMES, environ
+    )
     if found is not None:
         return found
     raise BrowserUnavailable(
