@@ -75,7 +75,14 @@ class Drivers:
     deploy: str = field(default="lab", metadata=_choice("lab", "command"))
     router: str = field(default="lab", metadata=_choice("lab", "nginx", "command"))
     start_timeout_s: float = field(default=30.0, metadata={"min": 0.1})
+    # How long one [drivers.command] verb may run before its whole process tree is killed; per verb in
+    # [drivers.timeouts] (e.g. deploy = 900), else command_timeout_s.
+    command_timeout_s: float = field(default=600.0, metadata={"min": 0.1})
+    timeouts: dict[str, float] = field(default_factory=dict)
     command: dict[str, list[str]] = field(default_factory=dict)
+
+    def timeout_for(self, verb: str) -> float:
+        return self.timeouts.get(verb, self.command_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -448,8 +455,8 @@ class _Loader:
         values: dict[str, Any] = {}
         for key, value in table.items():
             label = f"[{name}] {key}"
-            if name == "drivers" and key == "command":
-                label = "[drivers.command]"
+            if name == "drivers" and key in ("command", "timeouts"):
+                label = f"[drivers.{key}]"
             if key not in fields:
                 raise ConfigError(self.src, label, f"unknown key (known: {', '.join(fields)})")
             values[key] = self.value(label, value, hints[key], fields[key].metadata)
