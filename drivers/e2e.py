@@ -5,20 +5,15 @@ Page objects (`Portal`, `LoginPage`, `DashboardPage`, `NewItemPage`, `ItemsPage`
 with their anti-forgery hidden field, which a real form submit carries by itself); the runbook's steps say
 what to do with them. A page that does not show what it should is a `PortalError` that says what was seen.
 
-The external regression command (`[e2e] command`, e.g. the playbook's `npm run test:regression`) runs as an
-argv list (no shell) with a timeout that kills its whole process tree; its output goes to a file and its
-JUnit XML (`[e2e] junit`) is read back. A command that is not installed is `CommandMissing` ("tool missing").
+The external regression command (`[e2e] command`, e.g. the playbook's `npm run test:regression`) runs through
+the shared runner of drivers.commands: an argv list (no shell) with a timeout that kills its whole process
+tree; its output goes to a file and its JUnit XML (`[e2e] junit`) is read back. A command that is not
+installed is `CommandMissing` ("tool missing"); `check_regression_command` is PRE's check for it.
 Plain Python, no pytest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +24,8 @@ from xml.etree import ElementTree as ET
 
 from drivers.base import DriverError
 from drivers.browser import BrowserSession, Navigation
+from drivers.commands import CommandMissing, CommandResult, resolve_program, run_argv
+from drivers.config import E2E
 from drivers.probe import url_at
 
 if TYPE_CHECKING:
@@ -47,6 +44,7 @@ __all__ = [
     "NewItemPage",
     "Portal",
     "PortalError",
+    "check_regression_command",
     "fill_placeholders",
     "read_junit",
     "run_command",
@@ -285,31 +283,6 @@ class Portal:
 
 
 # --- the external regression command ------------------------------------------------------------------
-class CommandMissing(DriverError):
-    """The regression command's program is not installed: a "tool missing" row."""
-
-
-@dataclass
-class CommandResult:
-    argv: list[str]
-    cwd: str
-    exit_code: int | None  # None when it was killed at the timeout
-    timed_out: bool
-    timeout_s: float
-    duration_s: float
-    output_path: Path
-    output_tail: str
-
-    @property
-    def passed(self) -> bool:
-        return not self.timed_out and self.exit_code == 0
-
-    def describe(self) -> str:
-        if self.timed_out:
-            return f"timed out after {self.timeout_s:g} s (process tree killed)"
-        return f"exit code {self.exit_code} after {self.duration_s:g} s"
-
-
 def fill_placeholders(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
     """Replace {name} for the known names only; any other brace stays as written (a JSON argument, a glob)."""
     out = []
@@ -321,38 +294,8 @@ def fill_placeholders(argv: Sequence[str], values: Mapping[str, str]) -> list[st
     return out
 
 
-def _resolve(program: str, cwd: Path, environ: Mapping[str, str]) -> str:
-    # Windows finds `npm` only as npm.cmd through PATHEXT: shutil.which does that lookup, CreateProcess does not.
-    if any(sep in program for sep in ("/", "\\")):
-        path = Path(program) if Path(program).is_absolute() else cwd / program
-        if not path.is_file():
-            raise CommandMissing(f"[e2e] command: {program!r}: no such file (relative to {cwd})")
-        return str(path)
-    found = shutil.which(program, path=environ.get("PATH", os.defpath))
-    if found is None:
-        raise CommandMissing(f"[e2e] command: {program!r} is not installed (not found on PATH)")
-    return found
-
-
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the command and everything it started (npm -> node -> browsers), not just the first process."""
-    if sys.platform == "win32":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group id is its pid
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int, chars: int) -> str:
-    try:
-        data = path.read_bytes()[-chars * 4 :]
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace")
-    return "\n".join(text.splitlines()[-lines:])[-chars:]
+def _as_is(text: str) -> str:
+    return text
 
 
 def run_command(
@@ -364,44 +307,41 @@ def run_command(
     env: Mapping[str, str] | None = None,
     tail_lines: int = 40,
     tail_chars: int = 4000,
+    redact: Callable[[str], str] = _as_is,
 ) -> CommandResult:
-    """Run the command, stdout and stderr together into `output_path`, bounded by `timeout_s`."""
-    if not argv:
-        raise DriverError("[e2e] command: empty argv")
-    environ = dict(os.environ if env is None else env)
-    program = _resolve(argv[0], cwd, environ)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    timed_out = False
-    with output_path.open("wb") as out:
-        try:
-            if sys.platform == "win32":
-                proc = subprocess.Popen(
-                    [program, *argv[1:]], cwd=cwd, env=environ, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,
-                )  # fmt: skip
-            else:
-                proc = subprocess.Popen(
-                    [program, *argv[1:]], cwd=cwd, env=environ, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-        except OSError as exc:
-            raise CommandMissing(f"[e2e] command: cannot start {program!r}: {exc.strerror or exc}") from exc
-        try:
-            exit_code: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out, exit_code = True, None
-            _kill_tree(proc)
-    return CommandResult(
-        argv=list(argv),
-        cwd=str(cwd),
-        exit_code=exit_code,
-        timed_out=timed_out,
+    """Run the command, stdout and stderr together into `output_path`, bounded by `timeout_s`.
+
+    The shared runner (drivers.commands.run_argv): no shell, the whole process tree killed at the timeout.
+    The caller redacts the output file it keeps; `redact` also applies to the returned tail.
+    """
+    return run_argv(
+        argv,
         timeout_s=timeout_s,
-        duration_s=round(time.perf_counter() - started, 3),
+        redact=redact,
+        cwd=cwd,
+        env=env,
         output_path=output_path,
-        output_tail=_tail(output_path, tail_lines, tail_chars),
+        verb="[e2e] command",
+        tail_lines=tail_lines,
+        tail_chars=tail_chars,
     )
+
+
+def check_regression_command(
+    settings: E2E, *, root: Path, source: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """PRE's tool check for DR-E2E's regression part: why `[e2e] command` cannot be started, or None.
+
+    Its program (argv[0]) is looked up as the run will (PATH, or a path relative to `root`, the directory it
+    runs in); the text says what was searched and how to get the program. No command configured: None.
+    """
+    if not settings.command:
+        return None
+    try:
+        resolve_program(settings.command[0], cwd=root, environ=environ, what=f"{source}: [e2e] command")
+    except CommandMissing as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True)

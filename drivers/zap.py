@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import Any, ClassVar
 from urllib.parse import urldefrag, urlencode, urljoin, urlsplit
 
 from drivers.base import DriverError, Registry
+from drivers.commands import CommandError, CommandMissing, kill_tree, resolve_program, start_process
 from drivers.config import Zap
 from drivers.probe import Prober, ScopeError
 from drivers.zap_alerts import (
@@ -63,6 +63,7 @@ __all__ = [
     "ZapError",
     "ZapUnreachable",
     "builtin_rules",
+    "check_zap_available",
     "target_slug",
     "zap_scanner",
 ]
@@ -398,6 +399,76 @@ class ZapClient:
         return ZapApiError(f"ZAP API {path} at {self.api_url}: HTTP {status} {code}: {message}".strip(), code)
 
 
+def _api_key(settings: Zap, environ: Mapping[str, str]) -> str:
+    return settings.api_key or environ.get("ZAP_API_KEY", "")
+
+
+def _port(api_url: str) -> int:
+    parts = urlsplit(api_url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _no_zap(settings: Zap, why: str) -> str:
+    """No daemon answers and none can be started: what the operator can do about it."""
+    return (
+        f"no ZAP daemon answers at {settings.api_url} ({why}) and [zap] path is not set: start one "
+        f"(zap.sh -daemon -host 127.0.0.1 -port {_port(settings.api_url)} -config api.key=$ZAP_API_KEY, or "
+        "ZAP's container image), or install ZAP (https://www.zaproxy.org/download/) and set [zap] path to "
+        'zap.sh / zap.bat, or use engine = "builtin"'
+    )
+
+
+def _zap_executable(settings: Zap) -> Path:
+    path = Path(settings.path).expanduser()
+    if path.is_dir():  # the ZAP installation directory
+        path = path / ("zap.bat" if sys.platform == "win32" else "zap.sh")
+    if not path.is_file():
+        raise ScannerMissing(
+            f"[zap] path {settings.path}: no such file (expected zap.sh, zap.bat or ZAP's directory; "
+            "ZAP: https://www.zaproxy.org/download/)"
+        )
+    return path
+
+
+def check_zap_available(
+    settings: Zap, *, timeout_s: float = 2.0, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """PRE's tool check for DR-ZAP: why the scan could not run, in the operator's words, or None.
+
+    builtin needs nothing. zap: a daemon answers at [zap] api_url (asked for its version, bounded by
+    `timeout_s`), or, when nothing answers there, [zap] path names a ZAP to start. Nothing is started here.
+    """
+    if settings.engine != "zap":
+        return None
+    environ = os.environ if environ is None else environ
+    problem: str | None = None
+    try:
+        client = ZapClient(settings.api_url, _api_key(settings, environ), timeout_s)
+        _value("core/view/version", client.core.version)
+    except ImportError:
+        problem = (
+            "the ZAP API client (PyPI zaproxy) is not installed: pip install -r requirements.txt, "
+            'or use [zap] engine = "builtin"'
+        )
+    except ZapUnreachable as exc:
+        problem = _no_zap(settings, str(exc)) if not settings.path else _zap_path_problem(settings)
+    except ZapNotAnswering as exc:
+        problem = f"{exc}: is something other than ZAP listening there? Check [zap] api_url"
+    except ZapError as exc:
+        problem = str(exc)
+    return problem
+
+
+def _zap_path_problem(settings: Zap) -> str | None:
+    """Why the ZAP of [zap] path could not be started, or None."""
+    try:
+        executable = _zap_executable(settings)
+        resolve_program(str(executable), cwd=executable.parent, what="[zap] path")
+    except (ScannerMissing, CommandMissing) as exc:
+        return f"no ZAP daemon answers at {settings.api_url} and {exc}"
+    return None
+
+
 def _value(call: str, value: Any) -> Any:
     """zapv2 returns the first value of ZAP's JSON object; a wrong shape means it was not ZAP that answered."""
     if value is None:
@@ -407,7 +478,7 @@ def _value(call: str, value: Any) -> Any:
 
 @dataclass
 class _Daemon:
-    """A ZAP this scan started: stopped by its PID (and its process group) when the scan ends."""
+    """A ZAP this scan started: stopped by its PID (and the processes it started) when the scan ends."""
 
     proc: subprocess.Popen[bytes]
     executable: Path
@@ -431,32 +502,13 @@ class _Daemon:
             else:
                 _wait(self.proc, 15.0)
         if self.proc.poll() is None:
-            _kill_tree(self.proc)
+            # zap.sh / zap.bat start Java as a child: stop the whole tree of the PID we started, nothing else.
+            kill_tree(self.proc)
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout_s)
-
-
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """zap.sh / zap.bat start Java as a child: stop the whole tree of the PID we started, nothing else."""
-    if sys.platform == "win32":
-        subprocess.run(
-            ["taskkill", "/PID", str(proc.pid), "/T", "/F"], capture_output=True, timeout=30, check=False
-        )
-    else:
-        for sig in (signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)):
-            try:
-                os.killpg(proc.pid, sig)  # the daemon was started in its own session: pgid == pid
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=5.0)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    _wait(proc, 5.0)
 
 
 @SCANNERS.register("zap")
@@ -478,7 +530,7 @@ class ZapDaemonScanner(Scanner):
         )
 
     def _api_key(self) -> str:
-        return self.settings.api_key or self.environ.get("ZAP_API_KEY", "")
+        return _api_key(self.settings, self.environ)
 
     def _scan(self, target: str) -> ScanResult:
         with self._session() as (client, version, notes):
@@ -498,11 +550,7 @@ class ZapDaemonScanner(Scanner):
             version = str(_value("core/view/version", client.core.version))
         except ZapUnreachable as exc:
             if not s.path:
-                raise ScannerMissing(
-                    f"no ZAP daemon answers at {s.api_url} ({exc}) and [zap] path is not set: start one "
-                    f"(zap.sh -daemon -host 127.0.0.1 -port {self._port()} -config api.key=$ZAP_API_KEY, or "
-                    'ZAP\'s container image), or set [zap] path to zap.sh / zap.bat, or use engine = "builtin"'
-                ) from None
+                raise ScannerMissing(_no_zap(s, str(exc))) from None
             daemon = self._start_daemon()
         except ZapNotAnswering as exc:
             raise ZapError(
@@ -522,18 +570,10 @@ class ZapDaemonScanner(Scanner):
             daemon.stop(client)
 
     def _port(self) -> int:
-        parts = urlsplit(self.settings.api_url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        return _port(self.settings.api_url)
 
     def _executable(self) -> Path:
-        path = Path(self.settings.path).expanduser()
-        if path.is_dir():  # the ZAP installation directory
-            path = path / ("zap.bat" if sys.platform == "win32" else "zap.sh")
-        if not path.is_file():
-            raise ScannerMissing(
-                f"[zap] path {self.settings.path}: no such file (expected zap.sh, zap.bat or ZAP's directory)"
-            )
-        return path
+        return _zap_executable(self.settings)
 
     def _start_daemon(self) -> _Daemon:
         executable = self._executable()
@@ -559,18 +599,16 @@ class ZapDaemonScanner(Scanner):
             )
             out.flush()
             try:
-                if sys.platform == "win32":
-                    proc = subprocess.Popen(
-                        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                        cwd=executable.parent, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,
-                    )  # fmt: skip
-                else:
-                    proc = subprocess.Popen(
-                        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                        cwd=executable.parent, start_new_session=True,
-                    )  # fmt: skip
-            except OSError as exc:
-                raise ZapError(f"cannot start ZAP from {executable}: {exc.strerror or exc}") from None
+                proc = start_process(
+                    argv,
+                    cwd=executable.parent,
+                    env=None,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    what="[zap] path",
+                )
+            except CommandError as exc:  # "[zap] path: cannot start .../zap.sh: Permission denied"
+                raise ZapError(str(exc)) from None
         return _Daemon(proc, executable, log, key)
 
     def _wait_ready(self, client: ZapClient, daemon: _Daemon) -> str:

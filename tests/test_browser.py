@@ -414,7 +414,9 @@ def test_regression_command_timeout_kills_the_process_tree(tmp_path: Path, regre
 def test_missing_regression_program_is_tool_missing(tmp_path: Path) -> None:
     from drivers.e2e import CommandMissing
 
-    with pytest.raises(CommandMissing, match="'no-such-npm' is not installed"):
+    with pytest.raises(
+        CommandMissing, match=r"\[e2e\] command: no-such-npm not found on PATH \(searched PATH: "
+    ):
         run_command(["no-such-npm", "run", "test"], cwd=tmp_path, timeout_s=5, output_path=tmp_path / "o.txt")
 
 
