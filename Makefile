@@ -63,6 +63,8 @@ format: $(STAMP)
 test: setup lint
 	"$(PY)" -m pytest tests $(PYTEST_ARGS)
 
-# Stops a Lab left running by --keep-lab (by the PIDs it recorded, never by name).
+# Stops a Lab left running by --keep-lab (by the PIDs it recorded, never by name), and the browsers that killed
+# runs left running (by the PIDs, start times and command lines in .runbook/browsers; a live run's are kept).
 clean-lab: $(STAMP)
 	"$(PY)" -c "from pathlib import Path; from lab import Lab; lab = Lab.attach(Path('.lab')); lab.stop() if lab else None; print('Lab stopped' if lab else 'no Lab running')"
+	"$(PY)" -m drivers.reaper

@@ -9,24 +9,47 @@ A local session runs headless on a fresh profile directory that `quit()` removes
 the session is a context manager so that a caller cannot forget it. Plain Python, no pytest: the fixture turns
 `BrowserUnavailable` into a "tool missing" skip (which the gate turns into a failure) and any other
 `DriverError` into a failure.
+
+Scope: given `allowed_hosts` (the probes' `[scope] allowed_hosts`), the browser itself cannot reach any other
+host. Chromium starts with `--host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE <each allowed host>"`: every other
+name, and every other IP literal too (127.0.0.2 included), fails to resolve inside the browser, so no request to
+it is ever sent, whether a navigation, a redirect (HTTP, meta refresh, script), a sub-resource, a fetch or a
+WebSocket; WebRTC, which bypasses the resolver for UDP, is held to proxied UDP (none). These are command-line
+flags, so they travel in the capabilities to a Selenium Grid as well. Tried and rejected: a PAC script
+(Chromium never asks it about loopback addresses, and `<-loopback>` does not apply to PAC) and the DevTools
+`Network.setBlockedURLs` (it blocks sub-resources but let redirected navigations through, and a Grid session
+has no CDP through Selenium's client). What the page tried is read from the performance log: `open()` fails
+with `LeftScope` ("left scope: URL") when the page ended outside the allowed hosts, and every blocked request
+goes to `on_blocked` for the journal.
+
+Orphans: a local browser keeps a record of its processes and profile (drivers.reaper) from its start until
+`quit()`, so that `reap_orphans` can stop what a killed runner left. `check_browser_tools` is PRE's look at
+the tools before anything is touched: the binaries found and of one major version, or the Grid ready.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
+from drivers import reaper
 from drivers.base import ActionResult, DriverError, Registry, timed
 from drivers.config import Browser
 
@@ -36,12 +59,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "BlockedRequest",
     "BrowserSession",
+    "BrowserToolCheck",
     "BrowserUnavailable",
+    "LeftScope",
     "LocalChromium",
     "Navigation",
     "RemoteBrowser",
+    "ScopeGuard",
     "browser_session",
+    "check_browser_tools",
     "find_chrome",
     "find_chromedriver",
 ]
@@ -88,6 +116,140 @@ class BrowserUnavailable(DriverError):
 
 
 @dataclass(frozen=True)
+class BlockedRequest:
+    """A request of the page to a host outside the allowed hosts, which the browser did not send."""
+
+    url: str
+    # What the page wanted: Document (a navigation or a frame), Image, Script, Fetch, WebSocket, ...
+    resource: str
+    document_url: str  # the page that asked for it (for a navigation: where it was going)
+    error: str = ""  # the browser's own word for it, net::ERR_NAME_NOT_RESOLVED when the block held
+    sent: bool = False  # True only when an answer came back: the block did NOT hold
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()
+
+    def describe(self) -> str:
+        what = "SENT despite the scope block" if self.sent else "blocked"
+        return f"{self.resource.lower()} {self.url} ({what})"
+
+
+# Schemes whose requests leave the machine; data:, blob:, chrome: and the like do not.
+_NETWORK_SCHEMES = ("http", "https", "ws", "wss")
+# A host name or an IP literal as urlsplit gives it (IPv6 without brackets); nothing that could change a rule.
+_HOST_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*")
+
+
+class ScopeGuard:
+    """[scope] allowed_hosts for the browser: the flags that block every other host, and what was blocked."""
+
+    def __init__(self, hosts: Iterable[str]) -> None:
+        wanted = sorted({h.strip().lower().removeprefix("[").removesuffix("]") for h in hosts} - {""})
+        bad = [h for h in wanted if not _HOST_RE.fullmatch(h)]
+        if bad:
+            raise DriverError(
+                f"[scope] allowed_hosts: {', '.join(f'"{h}"' for h in bad)} is not a host name or an IP address "
+                "(give bare names such as mcms-stage.corp.example, without scheme, port, path or wildcard)"
+            )
+        self.hosts = tuple(wanted)
+
+    def allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme not in _NETWORK_SCHEMES:
+            return True
+        return (parts.hostname or "").lower() in self.hosts
+
+    def describe(self) -> str:
+        return ", ".join(self.hosts) or "none"
+
+    def args(self) -> list[str]:
+        # Chromium's own resolver answers "not found" for every host but these, IP literals included: a
+        # request that cannot be resolved is never sent. Hosts are matched whatever the port.
+        rules = ", ".join(["MAP * ~NOTFOUND", *(f"EXCLUDE {h}" for h in self.hosts)])
+        return [
+            f"--host-resolver-rules={rules}",
+            # WebRTC sends STUN over UDP to IP literals without asking the resolver; "proxied UDP only" with no
+            # proxy means none at all (measured: 0 packets to 127.0.0.2 with this flag, 4 without).
+            "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+        ]
+
+    def left_scope(self, url: str, final_url: str, blocked: Iterable[BlockedRequest] = ()) -> LeftScope:
+        """The failure of a page that ended on `final_url`, outside the allowed hosts."""
+        host = (urlsplit(final_url).hostname or "").lower()
+        others = [b for b in blocked if b.url != final_url]
+        also = ""
+        if others:
+            shown = "; ".join(b.describe() for b in others[:3])
+            also = f"; it also asked for {len(others)} other off-scope address(es): {shown}" + (
+                "; ..." if len(others) > 3 else ""
+            )
+        return LeftScope(
+            f"left scope: {final_url} (opening {url}; host {host} is outside [scope] allowed_hosts: "
+            f"{self.describe()}); the browser did not send that request and nothing on that page was checked{also}",
+            url=url,
+            final_url=final_url,
+            blocked=tuple(blocked),
+        )
+
+    def blocked_in(self, entries: Iterable[Mapping[str, Any]]) -> list[BlockedRequest]:
+        """The off-scope requests in a stretch of chromedriver's performance log, in the order they were made."""
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        by_id: dict[str, list[tuple[str, str]]] = {}
+        errors: dict[str, str] = {}
+        answered: set[tuple[str, str]] = set()
+        for entry in entries:
+            try:
+                message = json.loads(entry["message"])["message"]
+                method, params = message["method"], message["params"]
+            except (KeyError, TypeError, ValueError):
+                continue
+            if method == "Network.requestWillBeSent":
+                url = str(params["request"]["url"])
+                resource, document = str(params.get("type") or "Other"), str(params.get("documentURL") or "")
+            elif method == "Network.webSocketCreated":
+                url, resource, document = str(params["url"]), "WebSocket", ""
+            elif method == "Network.loadingFailed":
+                errors[str(params.get("requestId"))] = str(params.get("errorText") or "")
+                continue
+            elif method == "Network.responseReceived":
+                answered.add((str(params.get("requestId")), str(params["response"]["url"])))
+                continue
+            else:
+                continue
+            if self.allows(url):
+                continue
+            key = (str(params.get("requestId")), url)
+            if key not in seen:
+                seen[key] = {"url": url, "resource": resource, "document_url": document}
+                by_id.setdefault(key[0], []).append(key)
+        blocked: dict[tuple[str, str, str], BlockedRequest] = {}
+        for key, data in seen.items():
+            # Only the last URL of a redirect chain can have failed; the earlier ones were answered (by a redirect).
+            last = by_id[key[0]][-1] == key
+            request = BlockedRequest(
+                **data, error=errors.get(key[0], "") if last else "", sent=key in answered
+            )
+            # Chromium retries a navigation that failed to resolve: the same request again is not news.
+            same = (request.url, request.resource, request.document_url)
+            if same not in blocked or (request.sent and not blocked[same].sent):
+                blocked[same] = request
+        return list(blocked.values())
+
+
+class LeftScope(DriverError):
+    """The page ended on a host outside the allowed hosts: the browser blocked it and the page is not checked."""
+
+    def __init__(
+        self, message: str, *, url: str, final_url: str, blocked: tuple[BlockedRequest, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.final_url = final_url
+        self.blocked = blocked
+
+
+@dataclass(frozen=True)
 class Navigation:
     """What a page load ended on: the address after redirects and the document's HTTP status (0 = unknown)."""
 
@@ -96,6 +258,7 @@ class Navigation:
     status: int
     title: str
     load_s: float
+    blocked: tuple[BlockedRequest, ...] = ()  # off-scope requests of the page, not sent
 
     @property
     def redirected(self) -> bool:
@@ -177,20 +340,38 @@ def _first_line(exc: BaseException) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), type(exc).__name__)
 
 
+BlockedListener = Callable[[list[BlockedRequest]], None]
+
+
 class BrowserSession(ABC):
-    """One browser for the whole run. `start()` and `quit()` return the actions the journal records."""
+    """One browser for the whole run. `start()` and `quit()` return the actions the journal records.
+
+    `allowed_hosts` None leaves the browser unconfined (the project's own tests of other things); the runbook
+    always passes the probes' allowed hosts. `on_blocked` is told of every off-scope request as it is found.
+    """
 
     backend: ClassVar[str]
 
     def __init__(
-        self, settings: Browser, remote_url: str = "", environ: Mapping[str, str] | None = None
+        self,
+        settings: Browser,
+        remote_url: str = "",
+        environ: Mapping[str, str] | None = None,
+        *,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
         self.settings = settings
         self.remote_url = remote_url
         self.environ = os.environ if environ is None else environ
         self.window = parse_window(settings.window)
+        self.scope = ScopeGuard(allowed_hosts) if allowed_hosts is not None else None
+        self.on_blocked: BlockedListener | None = None
+        self.blocked: list[BlockedRequest] = []  # every off-scope request of the session, in order
+        self._performance_log = self.scope is not None
         self._driver: WebDriver | None = None
         self.info: dict[str, Any] = {"backend": self.backend}
+        if self.scope is not None:
+            self.info["allowed_hosts"] = list(self.scope.hosts)
 
     # --- life cycle ---------------------------------------------------------------------------------
     def start(self) -> ActionResult:
@@ -235,6 +416,8 @@ class BrowserSession(ABC):
         """Quit the browser and remove what it left on disk; never raises (it runs in finalizers)."""
         action = ActionResult("browser.quit", self.target, detail={"backend": self.backend})
         with timed(action):
+            if self._driver is not None:
+                self._blocked_quietly()  # what the last page asked for is still in the log: record it first
             driver, self._driver = self._driver, None
             if driver is not None:
                 try:
@@ -269,22 +452,101 @@ class BrowserSession(ABC):
 
     # --- what the checks do with it -----------------------------------------------------------------
     def open(self, url: str) -> Navigation:
-        """Load `url` and wait for the document; a timeout or a dead browser is a DriverError."""
+        """Load `url` and wait for the document; a timeout or a dead browser is a DriverError.
+
+        With a scope: `url` itself must be in scope (else nothing is loaded), and a page that ends outside it
+        (a redirect, a meta refresh, a script) raises LeftScope; the off-scope requests the page made are in
+        `Navigation.blocked` and went to `on_blocked`.
+        """
         driver = self.driver
+        scope = self.scope
+        if scope is not None and not scope.allows(url):
+            host = urlsplit(url).hostname or ""
+            raise DriverError(
+                f"{url}: host {host} is outside [scope] allowed_hosts ({scope.describe()}); nothing was sent"
+            )
         started = time.perf_counter()
         try:
             driver.get(url)
+        except Exception as exc:
+            # A redirect to a blocked host ends the load with an error page: that is the browser leaving scope.
+            blocked = self._blocked_quietly()
+            final_url = self._current_url_quietly()
+            if scope is not None:
+                if final_url and not scope.allows(final_url):
+                    raise scope.left_scope(url, final_url, blocked) from exc
+                navigation = next((b for b in blocked if b.resource == "Document"), None)
+                if navigation is not None:
+                    raise scope.left_scope(url, navigation.url, blocked) from exc
+            raise DriverError(
+                f"{url}: the page did not load within {self.settings.page_timeout_s:g} s ({_first_line(exc)})"
+            ) from exc
+        try:
+            final_url = driver.current_url
+            blocked = self.take_blocked()
+            if scope is not None and not scope.allows(final_url):
+                raise scope.left_scope(url, final_url, blocked)
             status = driver.execute_script(
                 # Chromium reports the document's HTTP status here (109+); other browsers leave it undefined.
                 "const n = performance.getEntriesByType('navigation')[0];"
                 "return n && n.responseStatus ? n.responseStatus : 0;"
             )
             final_url, title = driver.current_url, driver.title
+        except DriverError:
+            raise
         except Exception as exc:
             raise DriverError(
                 f"{url}: the page did not load within {self.settings.page_timeout_s:g} s ({_first_line(exc)})"
             ) from exc
-        return Navigation(url, final_url, int(status or 0), title, round(time.perf_counter() - started, 4))
+        if scope is not None and not scope.allows(final_url):  # it went on while the status was read
+            raise scope.left_scope(url, final_url, blocked + self._blocked_quietly())
+        return Navigation(
+            url, final_url, int(status or 0), title, round(time.perf_counter() - started, 4), tuple(blocked)
+        )
+
+    def take_blocked(self) -> list[BlockedRequest]:
+        """The off-scope requests the browser made since the last look (told to `on_blocked` too)."""
+        if self.scope is None or not self._performance_log:
+            return []
+        driver = self.driver
+        try:
+            # The plain WebDriver command, so that it works the same on a Grid (get_log is Chrome-only).
+            entries = driver.execute("getLog", {"type": "performance"})["value"]
+        except Exception as exc:  # noqa: BLE001 - a Grid without the log still blocks; it only cannot tell what
+            self._performance_log = False
+            self.info["performance_log"] = (
+                f"not available ({_first_line(exc)}): blocked requests are not listed"
+            )
+            return []
+        blocked = self.scope.blocked_in(entries or [])
+        if blocked:
+            self.blocked.extend(blocked)
+            if self.on_blocked is not None:
+                self.on_blocked(blocked)
+        return blocked
+
+    def check_scope(self) -> list[BlockedRequest]:
+        """Where the browser is now: LeftScope when it shows a page outside the allowed hosts (a click, a form,
+        a late redirect took it there); else the off-scope requests since the last look."""
+        blocked = self.take_blocked()
+        if self.scope is None:
+            return blocked
+        final_url = self.driver.current_url
+        if not self.scope.allows(final_url):
+            raise self.scope.left_scope(final_url, final_url, blocked)
+        return blocked
+
+    def _blocked_quietly(self) -> list[BlockedRequest]:
+        try:
+            return self.take_blocked()
+        except Exception:  # noqa: BLE001 - the load already failed; its own error is the one to report
+            return []
+
+    def _current_url_quietly(self) -> str:
+        try:
+            return str(self.driver.current_url)
+        except Exception:  # noqa: BLE001 - as above
+            return ""
 
     def screenshot_png(self) -> bytes:
         return self.driver.get_screenshot_as_png()
@@ -311,6 +573,12 @@ class BrowserSession(ABC):
         for arg in BROWSER_ARGS:
             options.add_argument(arg)
         options.add_argument("--window-size={},{}".format(*self.window))
+        if self.scope is not None:
+            for arg in self.scope.args():
+                options.add_argument(arg)
+            # Network events only (no page or timeline events): what each page asked for, read at every open().
+            options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+            options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
         return options
 
 
@@ -324,12 +592,18 @@ class LocalChromium(BrowserSession):
     backend = "local"
 
     def __init__(
-        self, settings: Browser, remote_url: str = "", environ: Mapping[str, str] | None = None
+        self,
+        settings: Browser,
+        remote_url: str = "",
+        environ: Mapping[str, str] | None = None,
+        *,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
-        super().__init__(settings, remote_url, environ)
+        super().__init__(settings, remote_url, environ, allowed_hosts=allowed_hosts)
         self.chrome: Path | None = None
         self.chromedriver: Path | None = None
         self.profile_dir: Path | None = None
+        self.record: reaper.BrowserRecord | None = None  # what a killed run would leave (drivers.reaper)
 
     @property
     def target(self) -> str:
@@ -344,7 +618,9 @@ class LocalChromium(BrowserSession):
         self.chrome = find_chrome(self.settings, self.environ)
         self.chromedriver = find_chromedriver(self.settings, self.environ)
         # A fresh profile per run: no cookie, cache or session of an earlier run leaks into this one's checks.
-        self.profile_dir = Path(tempfile.mkdtemp(prefix="runbook-browser-"))
+        self.profile_dir = Path(tempfile.mkdtemp(prefix=reaper.PROFILE_PREFIX))
+        # On record before anything starts: a run killed during the start leaves at least its profile to reap.
+        self._write_record(reaper.BrowserRecord.new(reaper.state_dir(self.environ), self.profile_dir))
         options.binary_location = str(self.chrome)
         options.add_argument(f"--user-data-dir={self.profile_dir}")
         if _needs_no_sandbox():
@@ -362,19 +638,44 @@ class LocalChromium(BrowserSession):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             options.ignore_local_proxy_environment_variables()
-        return webdriver.Chrome(service=service, options=options)
+        driver = webdriver.Chrome(service=service, options=options)
+        if self.record is not None and service.process is not None:
+            try:
+                self._write_record(self.record.with_driver(service.process.pid))
+            except Exception as exc:  # noqa: BLE001 - chromedriver gone already: the start fails on its own
+                self.info["orphan_record"] = f"{self.record.path}, without its processes ({_first_line(exc)})"
+        return driver
+
+    def _write_record(self, record: reaper.BrowserRecord) -> None:
+        try:
+            record.write()
+        except OSError as exc:
+            # A read-only checkout must not stop a recovery; it only loses the record of this browser.
+            self.info["orphan_record"] = f"not written ({exc}): a killed run would leave this browser running"
+            return
+        self.record = record
+        self.info["orphan_record"] = str(record.path)
 
     def _cleanup(self) -> dict[str, Any]:
+        record, self.record = self.record, None
+        detail: dict[str, Any] = {}
+        if record is not None:
+            # After a clean quit nothing is left; after a crashed or refused quit, the recorded ones are stopped.
+            stopped, problems = reaper.stop_processes(record.processes)
+            if stopped:
+                detail["stopped_leftovers"] = stopped
+            if problems:
+                detail["leftover_problems"] = problems
+            else:
+                record.remove()
         profile, self.profile_dir = self.profile_dir, None
         if profile is None:
-            return {}
-        # Windows keeps a quit browser's files locked for a moment: retry briefly before giving up.
-        for attempt in range(20):
-            shutil.rmtree(profile, ignore_errors=True)
-            if not profile.exists():
-                break
-            time.sleep(0.05 * (attempt + 1))
-        return {"profile_dir": str(profile), "profile_removed": not profile.exists()}
+            return detail
+        # Windows keeps a quit browser's files locked for a moment: it retries briefly before giving up.
+        removed, problem = reaper.remove_profile(str(profile))
+        if problem:
+            detail["profile_problem"] = problem
+        return detail | {"profile_dir": str(profile), "profile_removed": removed or not profile.exists()}
 
 
 @BACKENDS.register("remote")
@@ -384,14 +685,15 @@ class RemoteBrowser(BrowserSession):
     backend = "remote"
 
     def __init__(
-        self, settings: Browser, remote_url: str = "", environ: Mapping[str, str] | None = None
+        self,
+        settings: Browser,
+        remote_url: str = "",
+        environ: Mapping[str, str] | None = None,
+        *,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
-        parts = urlsplit(remote_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DriverError(
-                f"--selenium-remote / [browser] remote: expected an http(s) URL of a Selenium Grid, got {remote_url!r}"
-            )
-        super().__init__(settings, remote_url, environ)
+        _check_grid_url(remote_url)
+        super().__init__(settings, remote_url, environ, allowed_hosts=allowed_hosts)
 
     @property
     def target(self) -> str:
@@ -413,9 +715,195 @@ def _needs_no_sandbox() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def _check_grid_url(remote_url: str) -> None:
+    parts = urlsplit(remote_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DriverError(
+            f"--selenium-remote / [browser] remote: expected an http(s) URL of a Selenium Grid, got {remote_url!r}"
+        )
+
+
 def browser_session(
-    settings: Browser, remote_url: str = "", environ: Mapping[str, str] | None = None
+    settings: Browser,
+    remote_url: str = "",
+    environ: Mapping[str, str] | None = None,
+    *,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> BrowserSession:
-    """The session for this run: remote when a Grid URL is given, else the local browser."""
+    """The session for this run: remote when a Grid URL is given, else the local browser.
+
+    `allowed_hosts`: the hosts the browser may reach ([scope] allowed_hosts); None = unconfined.
+    """
     backend = BACKENDS.get("remote" if remote_url else "local")
-    return backend(settings, remote_url, environ)
+    return backend(settings, remote_url, environ, allowed_hosts=allowed_hosts)
+
+
+# --- PRE: are the tools there? -------------------------------------------------------------------------
+VERSION_TIMEOUT_S = 5.0
+GRID_TIMEOUT_S = 3.0
+_VERSION_RE = re.compile(r"\b(\d+)\.(\d+)\.(\d+)\.(\d+)\b")
+# Chrome on Windows prints nothing for --version (it would open a window); its version is the name of the
+# folder beside chrome.exe.
+_VERSION_DIR_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+@dataclass
+class BrowserToolCheck:
+    """What PRE learns about the browser tools: the problems (operator words, with the fix) and what was found."""
+
+    backend: str
+    problems: list[str] = field(default_factory=list)
+    browser: str = ""  # binary path, or the Grid URL
+    browser_version: str = ""
+    driver: str = ""
+    driver_version: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def describe(self) -> str:
+        if self.backend == "remote":
+            where = f"Selenium Grid {self.browser}"
+            return f"{where}: ready" if self.ok else "; ".join(self.problems)
+        found = f"{self.browser} {self.browser_version or '(version unknown)'} with chromedriver {self.driver_version or '(version unknown)'}"
+        return found if self.ok else "; ".join(self.problems)
+
+
+def check_browser_tools(
+    settings: Browser, remote_url: str = "", environ: Mapping[str, str] | None = None
+) -> BrowserToolCheck:
+    """PRE's check of the browser rows' tools, before anything is touched; fast (a few `--version` calls).
+
+    Local: the browser and chromedriver are found (as the session finds them) and their major versions match.
+    Remote: the Grid answers `<remote_url>/status` with ready true. Nothing is downloaded or started.
+    """
+    started = time.perf_counter()
+    if remote_url:
+        check = BrowserToolCheck("remote", browser=remote_url)
+        _check_grid(check, remote_url)
+    else:
+        check = BrowserToolCheck("local")
+        _check_local(check, settings, os.environ if environ is None else environ)
+    check.duration_s = round(time.perf_counter() - started, 4)
+    return check
+
+
+def _check_local(check: BrowserToolCheck, settings: Browser, environ: Mapping[str, str]) -> None:
+    try:
+        chrome = find_chrome(settings, environ)
+        check.browser = str(chrome)
+    except BrowserUnavailable as exc:
+        check.problems.append(str(exc))
+        chrome = None
+    try:
+        chromedriver = find_chromedriver(settings, environ)
+        check.driver = str(chromedriver)
+    except BrowserUnavailable as exc:
+        check.problems.append(str(exc))
+        chromedriver = None
+    if chrome is None or chromedriver is None:
+        return
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two short commands at once: half the wait
+        browser_future = pool.submit(_browser_version, chrome)
+        driver_future = pool.submit(_command_version, chromedriver)
+        (check.browser_version, browser_problem) = browser_future.result()
+        (check.driver_version, driver_problem) = driver_future.result()
+    check.problems += [p for p in (browser_problem, driver_problem) if p]
+    if check.browser_version and check.driver_version:
+        browser_major, driver_major = (v.split(".")[0] for v in (check.browser_version, check.driver_version))
+        if browser_major != driver_major:
+            check.problems.append(
+                f"the browser {chrome} is version {check.browser_version} but chromedriver {chromedriver} is "
+                f"{check.driver_version}: chromedriver drives only its own major version ({browser_major} here); "
+                "install the ChromeDriver of the browser's version (Debian/Ubuntu: `sudo apt-get install "
+                "chromium chromium-driver` updates both together) or point [browser] chromedriver / "
+                "RUNBOOK_CHROMEDRIVER at the matching one"
+            )
+
+
+def _browser_version(chrome: Path) -> tuple[str, str | None]:
+    if sys.platform == "win32":
+        versions = sorted(
+            (tuple(int(n) for n in p.name.split(".")), p.name)
+            for p in chrome.parent.iterdir()
+            if p.is_dir() and _VERSION_DIR_RE.fullmatch(p.name)
+        )
+        if versions:
+            return versions[-1][1], None
+        return "", (
+            f"cannot tell the version of {chrome}: no version folder beside it (Chrome keeps one such as "
+            "120.0.6099.110 next to chrome.exe); reinstall Chrome or give [browser] chrome the chrome.exe of an "
+            "installed Chrome"
+        )
+    return _command_version(chrome)
+
+
+def _command_version(binary: Path) -> tuple[str, str | None]:
+    """`binary --version` -> its version; stdout only (Debian's chromium wrapper warns on stderr)."""
+    try:
+        done = subprocess.run(
+            [str(binary), "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=VERSION_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return (
+            "",
+            f"`{binary} --version` did not answer within {VERSION_TIMEOUT_S:g} s; check that {binary} is a browser or chromedriver that runs here",
+        )
+    except OSError as exc:
+        return "", f"`{binary} --version` could not run ({exc.strerror or exc}); {INSTALL_HINT}"
+    found = _VERSION_RE.search(done.stdout)
+    if found is None:
+        said = next((ln.strip() for ln in done.stdout.splitlines() if ln.strip()), "nothing")
+        return (
+            "",
+            f'`{binary} --version` printed "{said}", not a version number (exit code {done.returncode}); {INSTALL_HINT}',
+        )
+    return found.group(0), None
+
+
+def _check_grid(check: BrowserToolCheck, remote_url: str) -> None:
+    try:
+        _check_grid_url(remote_url)
+    except DriverError as exc:
+        check.problems.append(str(exc))
+        return
+    status_url = remote_url.rstrip("/") + "/status"
+    fix = "start the Grid (or its node with Chrome), or correct --selenium-remote / [browser] remote"
+    # Straight to the Grid, like the WebDriver connection itself: no HTTP proxy between.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(status_url, timeout=GRID_TIMEOUT_S) as response:
+            body = response.read(1_000_000)
+    except urllib.error.HTTPError as exc:
+        check.problems.append(
+            f"Selenium Grid {remote_url}: {status_url} answered HTTP {exc.code}, so this is not a Grid's address; {fix}"
+        )
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        check.problems.append(
+            f"Selenium Grid {remote_url} does not answer ({status_url}: {getattr(reason, 'strerror', None) or reason}); {fix}"
+        )
+        return
+    try:
+        value = json.loads(body)["value"]
+        ready, message = value["ready"], str(value.get("message") or "")
+    except (ValueError, KeyError, TypeError):
+        check.problems.append(
+            f"Selenium Grid {remote_url}: {status_url} did not answer with a Grid status (JSON with value.ready); {fix}"
+        )
+        return
+    if ready is not True:
+        said = f" (it says: {message})" if message else ""
+        check.problems.append(
+            f"Selenium Grid {remote_url} is not ready{said}: no node can take a Chrome session now; wait for a "
+            "node with Chrome to register, or start one"
+        )
