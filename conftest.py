@@ -9,6 +9,7 @@ pytest_plugins = [
     "fixtures.environment",
     "fixtures.probe",
     "fixtures.notify",
+    "fixtures.rollback",
     "fixtures.deploy",
     "fixtures.bluegreen",
     "fixtures.browser",

@@ -9,6 +9,7 @@ and what was expected. `${NAME}` values come from the process environment; their
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "ConfigError",
+    "ConfigProblems",
     "Environment",
     "available_environments",
     "load_environment",
@@ -37,6 +39,25 @@ class ConfigError(ValueError):
         self.source, self.key, self.expected = source, key, expected
         where = f"{source}: {key}: " if key else f"{source}: "
         super().__init__(where + expected)
+
+
+class ConfigProblems(ConfigError):
+    """Every problem found in one environment file, reported at once (one usage error, not one per run)."""
+
+    def __init__(self, problems: list[ConfigError], env: Environment | None = None) -> None:
+        self.problems = problems
+        # What could be read, with defaults where a value was bad: lets preflight report the file's problems
+        # together with those of the run.
+        self.env = env
+        first = problems[0]
+        if len(problems) == 1:
+            super().__init__(first.source, first.key, first.expected)
+        else:
+            ValueError.__init__(self, "\n".join(str(p) for p in problems))
+            self.source, self.key, self.expected = first.source, first.key, first.expected
+
+
+_FILE_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def _choice(*allowed: str) -> dict[str, Any]:
@@ -196,6 +217,7 @@ class Environment:
     name: str
     kind: str
     source: Path
+    protect: bool = False  # destructive flows also need --confirm-env NAME
     service: Service = field(default_factory=Service)
     slots: Slots = field(default_factory=Slots)
     packages: Packages = field(default_factory=Packages)
@@ -269,37 +291,50 @@ class Environment:
         return section is None or section in self.present
 
     def require(self, flow: str, rows: frozenset[str]) -> None:
-        """Check that the sections a run of `flow` with matrix `rows` needs are present and complete."""
+        """Raise ConfigProblems when a run of `flow` with matrix `rows` lacks what it needs."""
+        problems = self.problems(flow, rows)
+        if problems:
+            raise ConfigProblems(problems)
+
+    def problems(self, flow: str, rows: frozenset[str]) -> list[ConfigError]:
+        """Every section or value a run of `flow` with matrix `rows` needs and does not have, at once."""
         src = str(self.source)
         used = self.sections_used(flow, rows)
-        for label, var in self.unset.items():
+        found: list[ConfigError] = []
+        for label, var in sorted(self.unset.items()):
             section = label.split("]")[0].strip("[").split(".")[0]
             if section in used:
-                raise ConfigError(
-                    src, label, f"${{{var}}} is not set in the process environment (set {var} before the run)"
+                found.append(
+                    ConfigError(
+                        src,
+                        label,
+                        f"${{{var}}} is not set in the process environment (set {var} before the run)",
+                    )
                 )
         if not self.is_lab:
             if "service" not in self.present or not self.service.base_url:
-                raise ConfigError(src, "[service] base_url", "required: the public address of the service")
+                found.append(
+                    ConfigError(src, "[service] base_url", "required: the public address of the service")
+                )
             if flow in ("rollback", "bluegreen"):
-                if not self.notify.webhook_url:
-                    raise ConfigError(src, "[notify] webhook_url", f"required for the {flow} flow")
-                if self.drivers.deploy == "command":
-                    needed = ["stop_site", "deploy", "start_site"]
-                    missing = [verb for verb in needed if verb not in self.drivers.command]
-                    if missing:
-                        raise ConfigError(
+                if not self.notify.webhook_url and "[notify] webhook_url" not in self.unset:
+                    found.append(ConfigError(src, "[notify] webhook_url", f"required for the {flow} flow"))
+                if "paths" not in self.present:
+                    found.append(
+                        ConfigError(
                             src,
-                            "[drivers.command]",
-                            f'the {flow} flow with deploy = "command" needs argv templates for '
-                            + ", ".join(missing),
+                            "[paths]",
+                            f"required for the {flow} flow outside the Lab: log_dirs (playbook §3.4) and "
+                            "timeline_dir (§9) on this machine",
                         )
+                    )
             if flow == "bluegreen":
                 for slot in ("blue", "green"):
                     if not getattr(self.slots, slot):
-                        raise ConfigError(src, f"[slots] {slot}", "required for the bluegreen flow")
+                        found.append(ConfigError(src, f"[slots] {slot}", "required for the bluegreen flow"))
         if "DR-AXE" in rows and not self.axe.pages:
-            raise ConfigError(src, "[axe] pages", "at least one page path for DR-AXE")
+            found.append(ConfigError(src, "[axe] pages", "at least one page path for DR-AXE"))
+        return found
 
 
 _ROW_SECTIONS = {"DR-AXE": "axe", "DR-ZAP": "zap", "DR-E2E": "e2e"}
@@ -371,13 +406,15 @@ def available_environments(directory: Path) -> list[str]:
 
 
 def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> Environment:
-    """Read, substitute and validate an environment file; raise ConfigError on the first problem."""
+    """Read, substitute and validate an environment file; raise ConfigProblems listing every problem."""
     environ = os.environ if environ is None else environ
     src = str(path)
     try:
         raw_text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(src, "", f"cannot read the environment file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(src, "", "not UTF-8 text (save the file as UTF-8)") from None
     try:
         raw = tomllib.loads(raw_text)
     except tomllib.TOMLDecodeError as exc:
@@ -386,61 +423,164 @@ def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> En
     secrets: set[str] = set()
     unset: dict[str, str] = {}
     loader = _Loader(src, environ, secrets, unset)
-    known_top = {"name", "kind", *_SECTION_TYPES}
+    known_top = {"name", "kind", "protect", *_SECTION_TYPES}
     for key in raw:
         if key not in known_top:
-            raise ConfigError(src, key, f"unknown key (known: {', '.join(sorted(known_top))})")
+            loader.problem(key, f"unknown key (known: {', '.join(sorted(known_top))})")
     name = loader.scalar("name", raw.get("name"), str, required=True)
+    if isinstance(name, str) and not _FILE_SAFE_NAME.fullmatch(name):
+        loader.problem(
+            "name",
+            "expected a name of 1 to 64 letters, digits, '.', '_' or '-' starting with a letter or digit "
+            f"(it names the evidence bundle and the timeline), got {name!r}",
+        )
     kind = loader.scalar("kind", raw.get("kind", "remote"), str)
-    if kind not in ("lab", "remote"):
-        raise ConfigError(src, "kind", f'expected "lab" or "remote", got {kind!r}')
+    if kind not in ("lab", "remote", _BAD):
+        loader.problem("kind", f'expected "lab" or "remote", got {kind!r}')
+    protect = loader.scalar("protect", raw.get("protect", False), bool)
     sections: dict[str, Any] = {}
     for section, cls in _SECTION_TYPES.items():
         if section in raw:
             if not isinstance(raw[section], dict):
-                raise ConfigError(
-                    src, section, f"expected a table [{section}], got {_type_name(raw[section])}"
-                )
+                loader.problem(section, f"expected a table [{section}], got {_type_name(raw[section])}")
+                continue
             sections[section] = loader.section(section, cls, raw[section])
     env = Environment(
-        name=name,
-        kind=kind,
+        name=name if isinstance(name, str) else "",
+        kind=kind if kind in ("lab", "remote") else "remote",
+        protect=protect is True,
         source=path,
         present=frozenset(sections),
         secrets=frozenset(s for s in secrets if s),
         unset=unset,
         **sections,
     )
-    _check_urls(env)
+    loader.problems.extend(_check_urls(env))
+    if loader.problems:
+        raise ConfigProblems(loader.problems, env)
     return env
 
 
-def _check_urls(env: Environment) -> None:
-    src = str(env.source)
-    urls = {
+def _strip_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _origin(url: str) -> tuple[str, str, int | None, str]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def _check_urls(env: Environment) -> list[ConfigError]:
+    # Addresses of the service itself: a query or fragment would be dropped or misread when a path is
+    # appended (DR-SMOKE would probe another URL and pass). A webhook URL keeps its query (it carries the
+    # signature of Teams workflows).
+    service_urls = {
         "[service] base_url": env.service.base_url,
         "[slots] blue": env.slots.blue,
         "[slots] green": env.slots.green,
+    }
+    urls = {
+        **service_urls,
         "[notify] webhook_url": env.notify.webhook_url,
         "[zap] api_url": env.zap.api_url,
+        "[browser] remote": env.browser.remote,
     }
+    found: list[ConfigError] = []
     for key, url in urls.items():
+        if url:
+            found.extend(_url_problems(env, key, url, service=key in service_urls))
+    found.extend(_distinct_addresses(str(env.source), service_urls))
+    found.extend(_lab_addresses(env))
+    return found
+
+
+def _url_problems(env: Environment, key: str, url: str, *, service: bool) -> list[ConfigError]:
+    src = str(env.source)
+    shown = "${...}" if url in env.secrets else repr(env.redact(_strip_userinfo(url)))
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return [ConfigError(src, key, f"expected an http(s) URL with a host and a numeric port, got {shown}")]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [ConfigError(src, key, f"expected an http(s) URL with a host, got {shown}")]
+    found: list[ConfigError] = []
+    if "@" in parts.netloc:
+        found.append(
+            ConfigError(
+                src,
+                key,
+                "must not carry a user name or password (user:password@host): it would reach every "
+                f"evidence file and the name resolver; got {shown}",
+            )
+        )
+    if service and (parts.query or parts.fragment or url.endswith(("?", "#"))):
+        found.append(
+            ConfigError(
+                src,
+                key,
+                f"must not have a query (?...) or fragment (#...): paths are appended to it; got {shown}",
+            )
+        )
+    return found
+
+
+def _distinct_addresses(src: str, service_urls: Mapping[str, str]) -> list[ConfigError]:
+    found: list[ConfigError] = []
+    seen: dict[tuple[str, str, int | None, str], str] = {}
+    for key, url in service_urls.items():
         if not url:
             continue
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = "${...}" if url in env.secrets else repr(env.redact(url))
-            raise ConfigError(src, key, f"expected an http(s) URL with a host, got {shown}")
+        origin = _origin(url)
+        if origin in seen:
+            found.append(
+                ConfigError(
+                    src,
+                    key,
+                    f"is the same address as {seen[origin]}: blue, green and the public address must be "
+                    "three distinct addresses (a slot checked on its own address must not be the live one)",
+                )
+            )
+        else:
+            seen[origin] = key
+    return found
+
+
+def _lab_addresses(env: Environment) -> list[ConfigError]:
+    if not env.is_lab:
+        return []
+    found: list[ConfigError] = []
     for key in ("service", "slots", "notify"):
-        if env.is_lab and key in env.present:
-            section = getattr(env, key)
-            for f in dataclasses.fields(section):
-                if f.name in ("base_url", "blue", "green", "webhook_url") and getattr(section, f.name):
-                    raise ConfigError(
-                        src,
+        if key not in env.present:
+            continue
+        section = getattr(env, key)
+        for f in dataclasses.fields(section):
+            if f.name in ("base_url", "blue", "green", "webhook_url") and getattr(section, f.name):
+                found.append(
+                    ConfigError(
+                        str(env.source),
                         f"[{key}] {f.name}",
                         'must be left out when kind = "lab": the embedded Lab chooses its own addresses',
                     )
+                )
+    return found
+
+
+class _Bad:
+    """A value that failed validation: its problem is recorded, and the key keeps its default."""
+
+    def __repr__(self) -> str:
+        return "invalid"
+
+
+_BAD: Any = _Bad()
 
 
 class _Loader:
@@ -448,6 +588,11 @@ class _Loader:
         self, src: str, environ: Mapping[str, str], secrets: set[str], unset: dict[str, str]
     ) -> None:
         self.src, self.environ, self.secrets, self.unset = src, environ, secrets, unset
+        self.problems: list[ConfigError] = []
+
+    def problem(self, label: str, expected: str) -> Any:
+        self.problems.append(ConfigError(self.src, label, expected))
+        return _BAD
 
     def section(self, name: str, cls: type, table: dict[str, Any]) -> Any:
         hints = typing.get_type_hints(cls)
@@ -458,8 +603,11 @@ class _Loader:
             if name == "drivers" and key in ("command", "timeouts"):
                 label = f"[drivers.{key}]"
             if key not in fields:
-                raise ConfigError(self.src, label, f"unknown key (known: {', '.join(fields)})")
-            values[key] = self.value(label, value, hints[key], fields[key].metadata)
+                self.problem(label, f"unknown key (known: {', '.join(fields)})")
+                continue
+            checked = self.value(label, value, hints[key], fields[key].metadata)
+            if not _contains_bad(checked):
+                values[key] = checked
         return cls(**values)
 
     def value(self, label: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
@@ -467,20 +615,20 @@ class _Loader:
         if origin is list:
             (item,) = typing.get_args(hint)
             if not isinstance(value, list):
-                raise ConfigError(
-                    self.src, label, f"expected a list of {item.__name__}, got {_type_name(value)}"
+                return self.problem(
+                    label, f"expected a list of {_type_label(item)}s, got {_type_name(value)}"
                 )
             return [self.value(f"{label}[{i}]", v, item, meta) for i, v in enumerate(value)]
         if origin is dict:
             _, item = typing.get_args(hint)
             if not isinstance(value, dict):
-                raise ConfigError(self.src, label, f"expected a table, got {_type_name(value)}")
-            return {k: self.value(f"{label} {k}", v, item, {}) for k, v in value.items()}
+                return self.problem(label, f"expected a table, got {_type_name(value)}")
+            return {k: self.value(f"{label} {k}", v, item, meta) for k, v in value.items()}
         if isinstance(hint, types.UnionType):
             raise TypeError(hint)  # pragma: no cover - the schema uses "" for "not set"
         return self.scalar(label, value, hint, meta=meta)
 
-    def scalar(
+    def scalar(  # noqa: PLR0911 - one early return per kind of problem, flat on purpose
         self,
         label: str,
         value: Any,
@@ -492,25 +640,26 @@ class _Loader:
         meta = meta or {}
         if value is None:
             if required:
-                raise ConfigError(self.src, label, f"required: expected a {hint.__name__}")
+                return self.problem(label, f"required: expected a {_type_label(hint)}")
             return None
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if hint is str and isinstance(value, str):
             value = self.substitute(label, value)
         if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
-            raise ConfigError(
-                self.src, label, f"expected a {_type_label(hint)}, got {_type_name(value)} {value!r}"
-            )
+            shown = redact_text(repr(value), self.secrets)
+            return self.problem(label, f"expected a {_type_label(hint)}, got {_type_name(value)} {shown}")
+        if isinstance(value, float) and not math.isfinite(value):
+            return self.problem(label, f"expected a finite number, got {value!r}")
         if "choices" in meta and value not in meta["choices"]:
             shown = redact_text(repr(value), self.secrets)
-            raise ConfigError(
-                self.src, label, f"expected one of {', '.join(map(repr, meta['choices']))}, got {shown}"
+            return self.problem(
+                label, f"expected one of {', '.join(map(repr, meta['choices']))}, got {shown}"
             )
         if "min" in meta and value < meta["min"]:
-            raise ConfigError(self.src, label, f"expected a number >= {meta['min']}, got {value!r}")
+            return self.problem(label, f"expected a number >= {meta['min']}, got {value!r}")
         if "max" in meta and value > meta["max"]:
-            raise ConfigError(self.src, label, f"expected a number <= {meta['max']}, got {value!r}")
+            return self.problem(label, f"expected a number <= {meta['max']}, got {value!r}")
         return value
 
     def substitute(self, label: str, text: str) -> str:
@@ -518,17 +667,26 @@ class _Loader:
             var = match.group(1)
             if var not in self.environ or self.environ[var] == "":
                 if not label.startswith("["):
-                    raise ConfigError(
-                        self.src,
-                        label,
-                        f"${{{var}}} is not set in the process environment (set {var} before the run)",
+                    self.problem(
+                        label, f"${{{var}}} is not set in the process environment (set {var} before the run)"
                     )
+                    return ""
                 self.unset[label] = var
                 return ""
             self.secrets.add(self.environ[var])
             return self.environ[var]
 
         return _VAR.sub(repl, text)
+
+
+def _contains_bad(value: Any) -> bool:
+    if value is _BAD:
+        return True
+    if isinstance(value, list):
+        return any(_contains_bad(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_bad(v) for v in value.values())
+    return False
 
 
 def _type_label(hint: type) -> str:

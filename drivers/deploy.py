@@ -7,14 +7,15 @@ health with a bounded timeout, reading the served version), so each backend only
 
 from __future__ import annotations
 
-import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from drivers import commands
 from drivers.base import ActionResult, DriverError, Registry, timed
+from drivers.commands import CommandResult
 from drivers.config import Environment
 from drivers.packages import Package
 from drivers.probe import Prober, url_at
@@ -27,10 +28,28 @@ NODES = ("active", "blue", "green")
 
 
 class DeployDriver(ABC):
+    """The deploy verbs of one environment. In a Blue/Green flow `live_slot` asks the router which slot is
+    live, and the verbs that take a slot out of service (stop, recycle, deploy onto it) refuse the live one:
+    the one place where "never act on the live slot" is enforced, whatever the caller."""
+
     def __init__(self, env: Environment, prober: Prober, context: Mapping[str, Any]) -> None:
         self.env = env
         self.prober = prober
         self.context = context
+        self.live_slot: Callable[[], str] | None = None
+
+    def refuse_live(self, node: str, verb: str) -> None:
+        """Raise DriverError when `node` is the live slot, or when nobody can tell which slot is live."""
+        if self.live_slot is None or node not in ("blue", "green"):
+            return
+        try:
+            live = self.live_slot()
+        except DriverError as exc:
+            raise DriverError(f"refusing to {verb} {node}: cannot tell which slot is live ({exc})") from None
+        if live == node:
+            raise DriverError(
+                f"refusing to {verb} {node}: it is the live slot (the public address is served by {node})"
+            )
 
     def node_url(self, node: str) -> str:
         if node == "active":
@@ -78,13 +97,23 @@ class DeployDriver(ABC):
                 )
             time.sleep(0.05)
 
-    @abstractmethod
     def stop_site(self, node: str) -> list[ActionResult]:
-        """Stop the site, then recycle its application pool (web process, then worker)."""
+        """Stop the site, then recycle its application pool (web process, then worker); never the live slot."""
+        self.refuse_live(node, "stop")
+        return self._stop_site(node)
+
+    def deploy(self, package: Package, node: str) -> ActionResult:
+        """Lay out `package` on the stopped node; never on the live slot."""
+        self.refuse_live(node, f"deploy {package.version} onto")
+        return self._deploy(package, node)
 
     @abstractmethod
-    def deploy(self, package: Package, node: str) -> ActionResult:
-        """Lay out `package` on the stopped node."""
+    def _stop_site(self, node: str) -> list[ActionResult]:
+        """Stop the site and recycle its pool; the live-slot guard is the base class's job."""
+
+    @abstractmethod
+    def _deploy(self, package: Package, node: str) -> ActionResult:
+        """Lay out `package` on the stopped node; the live-slot guard is the base class's job."""
 
     @abstractmethod
     def _start(self, node: str, version: str) -> None:
@@ -121,7 +150,7 @@ class LabDeployDriver(DeployDriver):
         version = self._node(node).deployed_version()
         return None if version is None else str(version)
 
-    def stop_site(self, node: str) -> list[ActionResult]:
+    def _stop_site(self, node: str) -> list[ActionResult]:
         names = {"stop site": "stop_site", "recycle app pool": "recycle_pool"}
         with self._lab_errors():
             steps = self._node(node).stop()
@@ -132,7 +161,7 @@ class LabDeployDriver(DeployDriver):
             for step in steps
         ]
 
-    def deploy(self, package: Package, node: str) -> ActionResult:
+    def _deploy(self, package: Package, node: str) -> ActionResult:
         action = ActionResult(
             "deploy", node, detail={"package": package.path.name, "version": package.version}
         )
@@ -154,63 +183,56 @@ class CommandDeployDriver(DeployDriver):
     version on stdout). Each runs without a shell, with a timeout, and its output tail is kept as evidence.
     """
 
-    TIMEOUT_S = 600.0
-
     def run(self, verb: str, node: str, **values: str) -> ActionResult:
-        template = self.env.drivers.command.get(verb)
-        if template is None:
-            raise DriverError(f"{self.env.source}: [drivers.command] {verb}: no argv template configured")
-        fill = {"env": self.env.name, "slot": node, "version": "", "package": "", **values}
-        try:
-            argv = [part.format_map(fill) for part in template]
-        except (KeyError, ValueError, AttributeError, IndexError) as exc:
-            raise DriverError(
-                f"{self.env.source}: [drivers.command] {verb}: bad placeholder {exc} "
-                "(known: {env} {slot} {version} {package})"
-            ) from None
+        """Run one verb's argv (drivers.commands: no shell, [drivers.timeouts] / command_timeout_s, the whole
+        process tree killed at the timeout); its redacted output tail is kept for the journal."""
+        argv, result = run_command_verb(self.env, self.context, verb, node, **values)
         action = ActionResult(verb, node, detail={"argv": argv})
-        with timed(action):
-            try:
-                done = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=self.TIMEOUT_S, check=False
-                )
-            except FileNotFoundError:
-                raise DriverError(f"[drivers.command] {verb}: {argv[0]!r} not found on PATH") from None
-            except OSError as exc:  # e.g. a script without its execute bit or interpreter line
-                raise DriverError(
-                    f"[drivers.command] {verb}: cannot run {argv[0]!r}: {exc.strerror or exc}"
-                ) from None
-            except subprocess.TimeoutExpired:
-                raise DriverError(
-                    f"[drivers.command] {verb}: still running after {self.TIMEOUT_S:g} s"
-                ) from None
-        action.detail.update(exit_code=done.returncode, output_tail=_tail(done.stdout + done.stderr))
-        if done.returncode != 0:
-            raise DriverError(f"[drivers.command] {verb} exited {done.returncode}: {_tail(done.stderr, 3)}")
-        action.detail["stdout"] = done.stdout.strip()[-200:]
+        action.duration_s = result.duration_s
+        action.detail.update(exit_code=result.exit_code, output_tail=result.output_tail)
+        result.check()
+        action.detail["stdout"] = self.env.redact(result.last_line())[-200:]
         return action
 
     def current_version(self, node: str) -> str | None:
         if "current_version" in self.env.drivers.command:
             out = str(self.run("current_version", node).detail["stdout"]).strip()
-            return out.splitlines()[-1] if out else None
+            return out or None
         return self.served_version(node)
 
-    def stop_site(self, node: str) -> list[ActionResult]:
+    def _stop_site(self, node: str) -> list[ActionResult]:
         steps = [self.run("stop_site", node)]
         if "recycle_pool" in self.env.drivers.command:
             steps.append(self.run("recycle_pool", node))
         return steps
 
-    def deploy(self, package: Package, node: str) -> ActionResult:
+    def _deploy(self, package: Package, node: str) -> ActionResult:
         return self.run("deploy", node, version=package.version, package=str(package.path))
 
     def _start(self, node: str, version: str) -> None:
         self.run("start_site", node, version=version)
 
 
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def run_command_verb(
+    env: Environment, context: Mapping[str, Any], verb: str, node: str, **values: str
+) -> tuple[list[str], CommandResult]:
+    """Fill and run one [drivers.command] verb in the project root (the deploy and router drivers share it)."""
+    template = env.drivers.command.get(verb)
+    if template is None:
+        raise DriverError(f"{env.source}: [drivers.command] {verb}: no argv template configured")
+    fill = {"env": env.name, "slot": node, **values}
+    try:
+        argv = commands.fill_template(verb, template, fill)
+        result = commands.run_argv(
+            argv,
+            timeout_s=env.drivers.timeout_for(verb),
+            redact=env.redact,
+            cwd=context.get("root"),
+            verb=f"[drivers.command] {verb}",
+        )
+    except commands.CommandError as exc:
+        raise DriverError(str(exc)) from None
+    return argv, result
 
 
 def deploy_driver(name: str, env: Environment, prober: Prober, context: Mapping[str, Any]) -> DeployDriver:

@@ -1,13 +1,12 @@
 """Router verb: which slot the public address serves, and the switch between blue and green (playbook BG-4).
 
 Backends: `lab` (the embedded Lab's reverse proxy, switched through its control API) and `command` (argv
-templates, e.g. an IIS ARR or DNS script: `switch` with {slot}, optional `active` printing the slot). nginx is
+templates, e.g. an IIS ARR or DNS script: `switch` with {slot}, `active` printing the live slot). nginx is
 added by its own issue.
 """
 
 from __future__ import annotations
 
-import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -28,12 +27,28 @@ class RouterDriver(ABC):
         """The slot the public address serves now."""
 
     def switch(self, to: str) -> ActionResult:
-        """Send new requests to `to`; requests in flight finish where they started."""
+        """Send new requests to `to`; requests in flight finish where they started.
+
+        A switch must change the live slot: switching to the slot that is already live is an error (it would
+        hide that the release never got traffic, or that traffic is not where the runbook thinks), and so is
+        a router that still reports the old slot afterwards.
+        """
         if to not in SLOTS:
-            raise DriverError(f"cannot switch traffic to {to!r}: slots are {', '.join(SLOTS)}")
-        action = ActionResult("switch_traffic", to)
+            raise DriverError(f"cannot switch traffic to {to}: the slots are {' and '.join(SLOTS)}")
+        before = self.active()
+        if before == to:
+            raise DriverError(
+                f"switch to {to} refused: {to} is already the live slot, so the switch would change nothing"
+            )
+        action = ActionResult("switch_traffic", to, detail={"from": before})
         with timed(action):
             action.detail.update(self._switch(to))
+            after = self.active()
+        if after != to:
+            raise DriverError(
+                f"switched traffic from {before} to {to}, but the router now reports {after} live"
+            )
+        action.detail["live_after"] = after
         return action
 
     @abstractmethod
@@ -78,29 +93,19 @@ class LabRouterDriver(RouterDriver):
 class CommandRouterDriver(RouterDriver):
     """[drivers.command] switch = [..., "{slot}"] and optionally active = [...] (prints blue or green)."""
 
-    TIMEOUT_S = 120.0
-
     def _run(self, verb: str, slot: str = "") -> str:
-        template = self.env.drivers.command.get(verb)
-        if template is None:
-            raise DriverError(f"{self.env.source}: [drivers.command] {verb}: no argv template configured")
-        argv = [part.replace("{slot}", slot).replace("{env}", self.env.name) for part in template]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.TIMEOUT_S, check=False)
-        except FileNotFoundError:
-            raise DriverError(f"[drivers.command] {verb}: {argv[0]!r} not found on PATH") from None
-        except subprocess.TimeoutExpired:
-            raise DriverError(f"[drivers.command] {verb}: still running after {self.TIMEOUT_S:g} s") from None
-        if done.returncode != 0:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise DriverError(f"[drivers.command] {verb} exited {done.returncode}: {tail}")
-        return done.stdout.strip()
+        from drivers.deploy import run_command_verb
+
+        _, result = run_command_verb(self.env, self.context, verb, slot)
+        return result.check().stdout.strip()
 
     def active(self) -> str:
         out = self._run("active").splitlines()
         slot = out[-1].strip() if out else ""
         if slot not in SLOTS:
-            raise DriverError(f"[drivers.command] active printed {slot!r}; expected blue or green")
+            raise DriverError(
+                f"[drivers.command] active printed {slot or 'nothing'} on its last line; expected blue or green"
+            )
         return slot
 
     def _switch(self, to: str) -> dict[str, Any]:

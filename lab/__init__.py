@@ -11,6 +11,7 @@ from lab.procs import LabError
 from lab.supervisor import (
     CURRENT,
     LAB_FAULTS,
+    NEXT,
     PREVIOUS_STABLE,
     TOPOLOGIES,
     Lab,
@@ -23,6 +24,7 @@ from lab.supervisor import (
 __all__ = [
     "CURRENT",
     "LAB_FAULTS",
+    "NEXT",
     "PREVIOUS_STABLE",
     "TOPOLOGIES",
     "Lab",

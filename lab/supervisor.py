@@ -56,6 +56,8 @@ LAB_FAULTS = (
 )
 PREVIOUS_STABLE = "1.0.0"
 CURRENT = "1.1.0"
+NEXT = "1.2.0"
+"""A later release that `Lab.publish` delivers into the offline folder, so a kept Lab can take a second release."""
 TOPOLOGIES = ("rollback", "bluegreen")
 DEGRADE_AFTER_SWITCH_S = 3.0
 """green-degrades-after-switch: seconds from the first request through the router to the first 500."""
@@ -402,6 +404,12 @@ class Lab:
     def package(self, version: str) -> Path:
         return self.packages_dir / package_name(version)
 
+    def publish(self, version: str = NEXT) -> Path:
+        """Deliver a further release into the offline folder, as a build pipeline would (no fault in it)."""
+        path = build_package(version, self.packages_dir)
+        self.save_state()
+        return path
+
     @property
     def drill_version(self) -> str:
         """The version this topology's drill deploys and then checks: PREVIOUS_STABLE for the rollback drill
@@ -689,6 +697,7 @@ def _records(state: dict[str, Any] | None) -> list[ProcessRecord]:
 __all__ = [
     "CURRENT",
     "LAB_FAULTS",
+    "NEXT",
     "PREVIOUS_STABLE",
     "TOPOLOGIES",
     "Lab",

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from plugins import preflight
 from plugins.state import (
     ALL_PHASES,
     FLOWS,
@@ -112,10 +113,12 @@ def determine_flow(config: pytest.Config, items: list[pytest.Item]) -> Plan | No
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     plan = determine_flow(config, session.items)
+    run = config.stash.get(run_key, None)
     if plan is None:
+        if run is not None and run.config_problems:
+            preflight.raise_if_problems(run.config_problems, run)
         return
     config.stash[plan_key] = plan
-    run = config.stash.get(run_key, None)
     if run is None:
         if config.getoption("runbook_plan"):
             return
@@ -125,10 +128,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run.flow = plan.flow
     run.rows = frozenset(p for p in plan.phases if p in MATRIX_ROWS)
     run.phases = {p: PhaseRecord(p, [i.nodeid for i in items]) for p, items in plan.phases.items()}
-    try:
-        run.env.require(plan.flow, run.rows)
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    # Nothing before preflight: every problem of the file, the flow and the options, at once (exit 4).
+    plan_only = bool(config.getoption("runbook_plan") or config.option.collectonly)
+    preflight.raise_if_problems(preflight.check(run, plan.phases, plan_only=plan_only), run)
 
 
 def _run(config: pytest.Config) -> RunbookRun | None:

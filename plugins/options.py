@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.config import ConfigError, available_environments, load_environment
+from drivers.config import ConfigError, ConfigProblems, available_environments, load_environment
 from lab.supervisor import LAB_FAULTS  # the Lab owns its fault names; the option only offers them
 from plugins.state import RunbookRun, RunOptions, run_key
 
@@ -60,14 +60,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=ROLLBACK_POLICIES,
         default="on-failure",
         metavar="POLICY",
-        help="Blue/Green: when traffic goes back to blue: on-failure (default, at once when a check after the "
-        "switch fails), always (also after success: a drill), never (leave it to the operator).",
+        help="both flows: on-failure (default: a failure after the site was stopped restores the release that "
+        "was serving; a failure after a Blue/Green switch sends traffic back to the previously live slot at "
+        "once), always (also after success: a drill), never (leave it to the operator, loudly).",
     )
     group.addoption(
         "--selenium-remote",
         dest="runbook_selenium_remote",
         metavar="URL",
         help="run the browser rows (DR-AXE, DR-E2E) on a Selenium Grid (remote WebDriver) at URL.",
+    )
+    group.addoption(
+        "--confirm-env",
+        dest="runbook_confirm_env",
+        metavar="NAME",
+        help="repeat the environment's name; required for flows that change a system when the environment "
+        "file says protect = true.",
     )
     group.addoption(
         "--runbook-plan",
@@ -93,6 +101,15 @@ def _setting(config: pytest.Config, option: str, envvar: str, ini: str) -> tuple
     if os.environ.get(envvar):
         return os.environ[envvar], envvar
     return str(config.getini(ini) or ""), f"ini {ini}"
+
+
+def env_argument(config: pytest.Config) -> str:
+    """How this run was given its environment, for rerun hints: --env NAME, --env-file=PATH or RUNBOOK_ENV."""
+    env_file = config.getoption("runbook_env_file")
+    if env_file:
+        return f"--env-file={env_file}"
+    name, _ = _setting(config, "runbook_env", "RUNBOOK_ENV", "runbook_env")
+    return f"--env {name or 'NAME'}"
 
 
 def resolve_env_path(config: pytest.Config) -> Path | None:
@@ -125,16 +142,24 @@ def pytest_configure(config: pytest.Config) -> None:
         if faults:
             raise pytest.UsageError("--lab-fault: needs --env Lab (faults exist only in the embedded Lab)")
         return
+    # Problems in the file itself are reported by preflight together with everything else the selected flow
+    # needs (one usage error with every problem); a file that cannot even be read stops here.
+    problems: list[ConfigError] = []
     try:
         env = load_environment(path)
+    except ConfigProblems as exc:
+        if exc.env is None:
+            raise pytest.UsageError(str(exc)) from None
+        env, problems = exc.env, exc.problems
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    option_problems = []
     if faults and not env.is_lab:
-        raise pytest.UsageError(
-            f"--lab-fault {faults[0]}: only for the embedded Lab; {path} has kind = {env.kind!r}"
+        option_problems.append(
+            f'--lab-fault {faults[0]}: only for the embedded Lab; {path} has kind = "{env.kind}"'
         )
     if config.getoption("runbook_keep_lab") and not env.is_lab:
-        raise pytest.UsageError(f"--keep-lab: only for the embedded Lab; {path} has kind = {env.kind!r}")
+        option_problems.append(f'--keep-lab: only for the embedded Lab; {path} has kind = "{env.kind}"')
     evidence, _ = _setting(config, "runbook_evidence_dir", "RUNBOOK_EVIDENCE_DIR", "runbook_evidence_dir")
     evidence_dir = Path(evidence or "reports")
     if not evidence_dir.is_absolute():
@@ -147,7 +172,10 @@ def pytest_configure(config: pytest.Config) -> None:
         plan=bool(config.getoption("runbook_plan")),
         rollback_policy=str(config.getoption("runbook_rollback")),
         selenium_remote=config.getoption("runbook_selenium_remote") or env.browser.remote,
+        confirm_env=config.getoption("runbook_confirm_env"),
+        env_argument=env_argument(config),
     )
     run = RunbookRun(env, options, config.rootpath)
+    run.config_problems = [str(p) for p in problems] + option_problems
     config.stash[run_key] = run
     config.pluginmanager.register(run, "runbook")

@@ -69,6 +69,7 @@ _STYLE = """
 .runbook th,.runbook td{border:1px solid #999;padding:3px 8px;text-align:left;vertical-align:top;color:#222}
 .runbook .ok{color:#0a6b0a;font-weight:bold}.runbook .bad{color:#a4262c;font-weight:bold}
 .runbook .warn{color:#8a5300;font-weight:bold}
+.runbook .site-down{background:#a4262c;color:#fff;font-size:1.6em;font-weight:bold;padding:.6em}
 </style>
 """
 
@@ -86,15 +87,18 @@ def _table(run: RunbookRun, header: list[str], rows: Sequence[Sequence[object]])
 def render_summary(run: RunbookRun) -> str:
     passed = run.outcome == "passed"
     outcome_class = "ok" if passed else "bad"
-    rollback = f"yes: {run.rollback_result or 'done'}" if run.rollback_ran else "no"
+    rollback = f"yes: {run.rollback_result or 'result unknown'}" if run.rollback_ran else "no"
+    slots = next((e["data"] for e in run.events if e["kind"] == "slots" and e["data"].get("live")), None)
     rows: list[tuple[str, str, str]] = [
         ("Environment", _e(f"{run.env.name} ({run.env.kind}, {run.env.source.name})", run), ""),
         ("Flow", _e(run.flow, run), ""),
-        ("Versions", _e(f"{run.version_from or '?'} -> {run.version_to or '?'}", run), ""),
+        ("Versions", _e(f"{run.version_from or 'unknown'} -> {run.version_to or 'not reached'}", run), ""),
         ("Outcome", _e(run.outcome_words(), run), outcome_class),
         ("Rollback ran", _e(rollback, run), "ok" if run.rollback_result in (None, "succeeded") else "bad"),
         ("Approved by", _e(run.approver or "-", run), ""),
     ]
+    if slots:
+        rows.insert(2, ("Slots at the start", _e(slots.get("words") or "", run), ""))
     if run.restore_result:
         ok = run.restore_result.startswith("succeeded")
         rows.append(("Restore after failure", _e(run.restore_result, run), "ok" if ok else "bad"))
@@ -109,7 +113,16 @@ def render_summary(run: RunbookRun) -> str:
     if run.warnings or run.writer_errors:
         items = "".join(f"<li>{_e(w, run)}</li>" for w in [*run.warnings, *run.writer_errors])
         warnings = f'<h3 class="warn">Warnings</h3><ul>{items}</ul>'
-    return f'{_STYLE}<div class="runbook" id="runbook-summary"><h2>Runbook summary</h2><table>{body}</table>{warnings}</div>'
+    headline = ""
+    if run.site_down:
+        headline = (
+            f'<p class="site-down" id="runbook-site-down">SITE DOWN: {_e(run.site_down, run)}. '
+            "The runbook could not bring the service back: restore it by hand now.</p>"
+        )
+    return (
+        f'{_STYLE}<div class="runbook" id="runbook-summary">{headline}<h2>Runbook summary</h2><table>{body}</table>'
+        f"{warnings}</div>"
+    )
 
 
 def render_sections(run: RunbookRun) -> list[str]:

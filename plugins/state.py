@@ -53,6 +53,8 @@ class RunOptions:
     plan: bool = False
     rollback_policy: str = "on-failure"
     selenium_remote: str = ""
+    confirm_env: str | None = None
+    env_argument: str = "--env NAME"  # how the environment was given, repeated in rerun hints
 
 
 @dataclass
@@ -100,6 +102,7 @@ class RunbookRun:
         self.rollback_ran = False
         self.rollback_result: str | None = None
         self.restore_result: str | None = None  # the undo of a failed flow (restore-on-failure), if it ran
+        self.site_down: str | None = None  # what is down and could not be brought back: the loudest fact
         self.approver: str | None = options.approved_by
         self.outcome: str | None = None
         self.service_state: str | None = None  # what the pre-rollback smoke found: up | degraded | stopped
@@ -113,6 +116,7 @@ class RunbookRun:
         # Called at once, with (phase, why), when a runbook test fails: Blue/Green rolls traffic back here.
         self.failure_listeners: list[Callable[[str, str], None]] = []
         self.reports: dict[str, list[pytest.TestReport]] = {}  # nodeid -> setup/call/teardown reports
+        self.config_problems: list[str] = []  # the environment file's own problems, reported by preflight
         self._lock = threading.RLock()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -167,13 +171,14 @@ class RunbookRun:
         return self.bundle / "artifacts"
 
     def outcome_words(self) -> str:
-        if self.outcome == "passed":
+        down = f"SITE DOWN: {self.site_down}. " if self.site_down else ""
+        if self.outcome == "passed" and not self.site_down:
             return "PASSED: every phase that ran passed."
         failed = [p for p in self.phases.values() if p.outcome == "failed"]
         if failed:
             first = failed[0]
-            return f"FAILED at {first.id}: {first.reason}"
-        return "FAILED"
+            return f"{down}FAILED at {first.id}: {first.reason or 'no reason given'}"
+        return f"{down}FAILED"
 
 
 def now_iso() -> str:
@@ -187,6 +192,12 @@ def describe(event: Mapping[str, Any]) -> str:
         kind, lambda d: ", ".join(f"{k}={v}" for k, v in d.items())
     )
     return render(data)
+
+
+def _slots(d: Mapping[str, Any]) -> str:
+    if not d.get("live"):
+        return f"which slot is live: unknown ({d.get('error') or 'the router did not say'})"
+    return f"slots: {d.get('words') or str(d.get('live')) + ' live'}"
 
 
 def _probe(d: Mapping[str, Any]) -> str:
@@ -206,9 +217,11 @@ def _action(d: Mapping[str, Any]) -> str:
 _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "run.start": lambda d: f"run started: env {d.get('env')}, flow {d.get('flow')}",
     "run.end": lambda d: (
-        f"run ended {d.get('outcome')}: version {d.get('version_from')} -> {d.get('version_to')}, "
-        f"rollback {'ran' if d.get('rollback_ran') else 'did not run'}"
+        f"run ended {d.get('outcome')}: version {d.get('version_from') or 'unknown'} -> "
+        f"{d.get('version_to') or 'not reached'}, rollback {'ran' if d.get('rollback_ran') else 'did not run'}"
+        + (f"; SITE DOWN: {d['site_down']}" if d.get("site_down") else "")
     ),
+    "slots": _slots,
     "phase.start": lambda d: "phase started",
     "phase.end": lambda d: f"phase {d.get('outcome')}" + (f": {d['reason']}" if d.get("reason") else ""),
     "probe": _probe,
@@ -217,10 +230,13 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
         f"notify {d.get('event_type')}: {d.get('delivery')}" + (f" ({d['error']})" if d.get("error") else "")
     ),
     "approval": lambda d: f"approved by {d.get('approver')}",
-    "rollback": lambda d: f"rollback {d.get('from')} -> {d.get('to')}: {d.get('result')} ({d.get('reason')})",
+    "rollback": lambda d: (
+        f"rollback {d.get('from') or 'unknown'} -> {d.get('to') or 'unknown'}: {d.get('result')} ({d.get('reason')})"
+    ),
     "finding": lambda d: (
         f"finding {d.get('tool')} {d.get('id')} ({d.get('impact') or d.get('risk')}) on {d.get('page')}"
     ),
     "warning": lambda d: f"WARNING: {d.get('message')}",
+    "site.down": lambda d: str(d.get("message", "SITE DOWN")),
     "note": lambda d: str(d.get("message", "")),
 }

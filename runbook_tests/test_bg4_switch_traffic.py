@@ -1,5 +1,5 @@
-"""BG-4: switch traffic to green and monitor (playbook §5, §7). Any failure after the switch rolls traffic back
-to blue at once."""
+"""BG-4: switch traffic to the idle slot that holds the release, and monitor (playbook §5, §7). Any failure after
+the switch sends traffic back to the previously live slot at once."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from drivers.config import Environment
-from drivers.packages import Package
 from drivers.probe import url_at
-from fixtures.bluegreen import BlueGreen
+from fixtures.bluegreen import BlueGreen, version_words
 from fixtures.deploy import driver_step
 from fixtures.probe import Probe
 from plugins.state import RunbookRun
@@ -18,38 +17,39 @@ from plugins.state import RunbookRun
 pytestmark = [pytest.mark.bluegreen, pytest.mark.traffic, pytest.mark.phase("BG-4")]
 
 
-def test_switch_traffic_to_green(
+def test_switch_traffic_to_the_release(
     runbook: RunbookRun,
     bluegreen: BlueGreen,
     approval: Callable[..., str | None],
-    release: Package,
     probe: Probe,
     environment: Environment,
 ) -> None:
-    """With the approval in hand (and, in a separate switch run, green checked to be the verified release and
-    healthy), switch the public address to green, then smoke it through the public address."""
+    """With the approval in hand (and, in a separate switch run, the idle slot checked to be the one the gate
+    verified, still serving that release and healthy), switch the public address from the live slot to the idle
+    one, then smoke it through the public address. A switch that would not change the live slot is an error."""
     if "BG-1" not in runbook.phases:
-        driver_step(bluegreen.check_verified_green)
-    assert approval(switching=True, version=bluegreen.green_version)
-    driver_step(bluegreen.switch_to_green)
-    runbook.expected_version = bluegreen.green_version
+        driver_step(bluegreen.check_verified_release)
+    assert approval(switching=True, version=bluegreen.release_version, words=bluegreen.words())
+    driver_step(bluegreen.switch_to_release)
+    runbook.expected_version = bluegreen.release_version
     health = probe("health", url_at(environment.service.base_url, environment.service.health_path))
     body = health.json() if health.status == 200 else None
     served = body.get("version") if isinstance(body, dict) else None
-    if served != bluegreen.green_version:
-        pytest.fail(f"after the switch the public address answers HTTP {health.status} serving {served}, "
-                    f"expected green {bluegreen.green_version}", pytrace=False)  # fmt: skip
+    if served != bluegreen.release_version:
+        answer = "no answer" if health.refused else f"HTTP {health.status} serving {version_words(served)}"
+        pytest.fail(f"after the switch the public address gives {answer}, expected {bluegreen.idle} "
+                    f"{version_words(bluegreen.release_version)}", pytrace=False)  # fmt: skip
 
 
-def test_monitor_after_the_switch(bluegreen: BlueGreen, environment: Environment) -> None:
+def test_monitor_after_the_switch(bluegreen: BlueGreen) -> None:
     """Probe the public address every [monitor] interval_s for duration_s: latency p50/p95/max, error rate,
     consecutive failures. Alert after alert_after_failures failures in a row (§7: 2); a breach of the SLA, the
-    error rate or the alert fails this step and traffic goes back to blue at once."""
+    error rate or the alert fails this step and traffic goes back to the previously live slot at once."""
     result = bluegreen.monitor()
     if result.breach is not None:
         rollback = (
-            f"traffic rolled back to blue: {bluegreen.runbook.rollback_result}"
+            f"traffic sent back to {bluegreen.live}: {bluegreen.runbook.rollback_result or 'unknown result'}"
             if bluegreen.rolled_back
-            else "traffic NOT rolled back (policy never)"
+            else f"traffic NOT sent back to {bluegreen.live} (policy never)"
         )
         pytest.fail(f"monitor breach: {result.breach}; {rollback}", pytrace=False)

@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.rollback, pytest.mark.phase("RB-4")]
 def test_notify_deployed(runbook: RunbookRun, notify: Notify, environment: Environment) -> None:
     """Send notify -EventType Deployed for the restored version. The gate runs this only when every earlier
     phase passed."""
-    assert runbook.blocked_by is None, f"not announcing Deployed: {runbook.blocked_by}"
+    if runbook.blocked_by is not None:
+        phase, why = runbook.blocked_by
+        pytest.fail(f"not announcing Deployed: blocked by {phase}: {why}", pytrace=False)
     assert runbook.version_to, "no version was deployed by RB-3"
     notify(
         "Deployed",

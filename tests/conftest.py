@@ -30,6 +30,11 @@ class Drill:
     def kinds(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] == kind]
 
+    def run_end(self) -> dict[str, Any]:
+        """The data of the run.end event (the journal's last event before the seal)."""
+        (end,) = self.kinds("run.end")
+        return dict(end["data"])
+
     def phase_outcomes(self) -> dict[str, str]:
         return {e["phase"]: e["data"]["outcome"] for e in self.kinds("phase.end")}
 

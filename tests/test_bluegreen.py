@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def test_green_release(drill: Any) -> None:
     assert d.returncode == 0, d.output
     assert [e["phase"] for e in d.kinds("phase.start")] == BG_ORDER
     assert set(d.phase_outcomes().values()) == {"passed"}
-    end = d.events[-1]["data"]
+    end = d.run_end()
     assert (end["version_from"], end["version_to"], end["rollback_ran"]) == ("1.0.0", "1.1.0", False)
     assert d.served_version() == "1.1.0"
     assert d.version_at("blue") == "1.0.0", "blue must still be running as the warm standby"
@@ -62,8 +63,9 @@ def test_green_unhealthy_keeps_blue_serving(drill: Any) -> None:
     assert d.version_at("green") is None, "a release that failed before the switch is stopped"
     (decision,) = rollbacks(d)
     assert "failed before the switch" in decision["reason"]
-    assert "traffic never left blue" in decision["reason"]
-    assert decision["detail"] == "public address serves 1.0.0"
+    assert "traffic never left the live slot" in decision["reason"]
+    assert "the idle slot green is stopped" in decision["reason"]
+    assert decision["detail"] == "the public address serves 1.0.0"
 
 
 def test_green_degrading_after_switch_rolls_back_at_once(drill: Any) -> None:
@@ -83,7 +85,7 @@ def test_green_degrading_after_switch_rolls_back_at_once(drill: Any) -> None:
     assert d.notified()[-1] == ("RolledBack", "delivered")
     # The rollback happened during BG-4, not at the end of the session.
     assert next(e for e in d.kinds("rollback"))["phase"] == "BG-4"
-    end = d.events[-1]["data"]
+    end = d.run_end()
     assert (end["outcome"], end["rollback_ran"], end["rollback_result"]) == ("failed", True, "succeeded")
     report = (d.bundle / "report.html").read_text(encoding="utf-8")
     summary = report[report.index('id="runbook-summary"') : report.index('id="runbook-phases"')]
@@ -104,9 +106,13 @@ def test_two_step_gate_switches_the_green_it_verified(drill: Any) -> None:
     ]
     assert gate.served_version() == "1.0.0"
     assert gate.version_at("green") == "1.1.0"
-    record_path = gate.bundle.parent / "verified-green" / "Lab.json"
+    record_path = gate.bundle.parent / "verified-release" / "Lab.json"
     record = json.loads(record_path.read_text())
-    assert (record["version"], record["run_id"]) == ("1.1.0", gate.events[0]["run_id"])
+    assert (record["version"], record["run_id"], record["slot"]) == (
+        "1.1.0",
+        gate.events[0]["run_id"],
+        "green",
+    )
 
     switch = drill("--approved-by", "Alice Example", marker="bluegreen and traffic")
     assert switch.returncode == 0, switch.output
@@ -114,7 +120,7 @@ def test_two_step_gate_switches_the_green_it_verified(drill: Any) -> None:
     assert [e["data"]["approver"] for e in switch.kinds("approval")] == ["Alice Example"]
     assert switch.served_version() == "1.1.0"
     notes = [e["data"]["message"] for e in switch.kinds("note")]
-    assert any(m.startswith("green is the release verified by run") for m in notes)
+    assert any(m.startswith("green holds the release 1.1.0 verified by run") for m in notes)
 
 
 def test_switch_step_without_a_gate_run_refuses(drill: Any) -> None:
@@ -143,29 +149,32 @@ def test_policy_never_leaves_traffic_on_green_and_says_so(drill: Any) -> None:
         for e in d.kinds("action")
         if e["data"]["name"] == "switch_traffic" and e["data"]["target"] == "blue"
     ]
-    assert "rollback due but not run" in d.output
+    assert "ROLLBACK DUE, NOT RUN (--runbook-rollback never)" in d.output
 
 
 def test_approval_required_outside_the_lab(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A remote environment with [approval] required and no --approved-by: BG-3 fails with the command to rerun,
-    and BG-4 (the switch) is blocked. Nothing listens at the addresses: nothing is touched."""
+    """A remote environment with [approval] required and no --approved-by: preflight refuses the run up front
+    (exit 4), with the command to rerun as the environment was given; no bundle is created, nothing is run."""
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", str(root))
     packages = pytester.path / "offline"
     packages.mkdir()
+    (pytester.path / "logs").mkdir()
     (packages / "MCMS_Setup_1.1.0.zip").write_bytes(b"release")
     (packages / "MCMS_Setup_1.1.0.zip.sha256").write_text(
         "c1dd4c8b8d1f5e3f8bcd3a5e0f0b7e8b0d4c2e1f8a9b7c6d5e4f3a2b1c0d9e8f  MCMS_Setup_1.1.0.zip\n"
     )
-    noop = '["python", "-c", "pass"]'
+    called = pytester.path / "called.txt"
+    noop = json.dumps([sys.executable, "-c", f"open({str(called)!r}, 'a').write('x')"])
     (pytester.path / "Remote.toml").write_text(
         'name = "Remote"\nkind = "remote"\n[service]\nbase_url = "http://127.0.0.1:9"\n'
-        '[slots]\nblue = "http://127.0.0.1:9"\ngreen = "http://127.0.0.1:9"\n'
+        '[slots]\nblue = "http://127.0.0.1:10"\ngreen = "http://127.0.0.1:11"\n'
         f'[packages]\ndir = "{packages.as_posix()}"\n'
+        f'[paths]\nlog_dirs = ["{(pytester.path / "logs").as_posix()}"]\ntimeline_dir = "{(pytester.path / "logs").as_posix()}"\n'
         f'[drivers]\ndeploy = "command"\nrouter = "command"\n[drivers.command]\nstop_site = {noop}\n'
-        f"deploy = {noop}\nstart_site = {noop}\nswitch = {noop}\n"
+        f"deploy = {noop}\nstart_site = {noop}\nswitch = {noop}\nactive = {noop}\n"
         '[notify]\nwebhook_url = "http://127.0.0.1:9/hook"\nretries = 0\ntimeout_s = 0.5\n'
         "[approval]\nrequired = true\n"
     )
@@ -173,18 +182,17 @@ def test_approval_required_outside_the_lab(
         (pytester.path / name).write_text((root / "runbook_tests" / name).read_text())
     pytester.makeconftest((root / "conftest.py").read_text())
     pytester.makeini((root / "pytest.ini").read_text().replace("testpaths = runbook_tests\n", ""))
+    env_file = pytester.path / "Remote.toml"
     result = pytester.runpytest_subprocess(
-        "-m",
-        "bluegreen",
-        "-rs",
-        f"--env-file={pytester.path / 'Remote.toml'}",
-        f"--evidence-dir={pytester.path / 'r'}",
+        "-m", "bluegreen", "-rs", f"--env-file={env_file}", f"--evidence-dir={pytester.path / 'r'}"
     )
-    result.assert_outcomes(failed=1, skipped=2)
-    result.stdout.fnmatch_lines(
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
         [
-            "*approval required before the switch ([[]approval[]] required = true): rerun "
-            'pytest -m "bluegreen and traffic" --env Remote --approved-by NAME*'
+            "*preflight found 1 problem before anything was touched*",
+            f"*--approved-by NAME: required up front for the bluegreen flow on Remote ({env_file}: [[]approval[]] "
+            f"required = true); rerun with --env-file={env_file} --approved-by NAME",
         ]
     )
-    assert "blocked by BG-3" in result.stdout.str()
+    assert not (pytester.path / "r").exists(), "no evidence bundle before preflight passed"
+    assert not called.exists(), "no command may run before preflight passed"

@@ -25,7 +25,7 @@ def test_green_rollback_drill(drill: Any) -> None:
     assert d.returncode == 0, d.output
     assert [e["phase"] for e in d.kinds("phase.start")] == ROLLBACK_ORDER
     assert set(d.phase_outcomes().values()) == {"passed"}
-    end = d.events[-1]
+    end = d.kinds("run.end")[-1]
     assert end["kind"] == "run.end"
     assert end["data"]["exitstatus"] == 0
     assert (end["data"]["version_from"], end["data"]["version_to"]) == ("1.1.0", "1.0.0")
@@ -59,7 +59,7 @@ def test_service_stopped_is_treated_as_fully_stopped_and_redeployed(drill: Any) 
     notes = [e["data"] for e in d.kinds("note") if e["data"].get("service_state") == "stopped"]
     assert notes
     assert "fully stopped (playbook §4)" in notes[0]["message"]
-    assert d.events[-1]["data"]["version_from"] == "1.1.0"
+    assert d.run_end()["version_from"] == "1.1.0"
     assert d.served_version() == "1.0.0"
 
 
@@ -77,7 +77,7 @@ def test_bad_package_hash_stops_before_touching_the_service(drill: Any) -> None:
     assert not acted & {"stop_site", "recycle_pool", "deploy", "start_site"}, acted
     assert d.kinds("notify") == []
     assert d.served_version() == "1.1.0"
-    assert d.events[-1]["data"]["outcome"] == "failed"
+    assert d.run_end()["outcome"] == "failed"
     assert verify_bundle(d.bundle).ok
 
 
@@ -90,7 +90,7 @@ def test_webhook_down_queues_notifications_and_goes_on(drill: Any) -> None:
     ]
     outbox = [json.loads(line) for line in (d.bundle / "artifacts" / "notifications.jsonl").open()]
     assert [r["state"] for r in outbox] == ["queued", "failed", "queued", "failed"]
-    assert d.events[-1]["data"]["warnings"] >= 2
+    assert d.run_end()["warnings"] >= 2
     assert "WARNING:  notification RolledBack was not delivered" in d.output
     assert "Warnings" in (d.bundle / "report.html").read_text(encoding="utf-8")
     assert d.served_version() == "1.0.0"

@@ -6,10 +6,12 @@ and the command deploy driver runs real Python subprocesses that log their argv.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
 import os
+import re
 import socket
 import socketserver
 import sys
@@ -240,10 +242,12 @@ def test_config_unset_var_is_an_error_only_for_a_flow_that_uses_its_section(tmp_
     with pytest.raises(ConfigError) as info:
         env.require("rollback", frozenset())
     assert info.value.key == "[notify] webhook_url"
-    assert str(info.value) == (
+    assert str(info.value).splitlines() == [
         f"{path}: [notify] webhook_url: ${{MCMS_WEBHOOK_URL}} is not set in the process environment "
-        "(set MCMS_WEBHOOK_URL before the run)"
-    )
+        "(set MCMS_WEBHOOK_URL before the run)",
+        f"{path}: [paths]: required for the rollback flow outside the Lab: log_dirs (playbook §3.4) and "
+        "timeline_dir (§9) on this machine",
+    ]
 
 
 def test_config_unset_var_in_a_list_item_belongs_to_its_section(tmp_path: Path) -> None:
@@ -330,32 +334,6 @@ def test_config_with_lab_endpoints_fills_the_lab_addresses(tmp_path: Path) -> No
     assert env.service.base_url == ""  # the original is unchanged
 
 
-def test_config_command_deploy_lists_the_missing_verbs_for_a_rollback(tmp_path: Path) -> None:
-    path = write_env(
-        tmp_path,
-        """
-        name = "Prod"
-        [service]
-        base_url = "https://mcms-prod.corp.example"
-        [notify]
-        webhook_url = "https://hooks.example/hook"
-        [drivers]
-        deploy = "command"
-        [drivers.command]
-        stop_site = ["powershell", "-File", "Stop-Site.ps1", "-Slot", "{slot}"]
-        """,
-    )
-    env = load_environment(path, environ={})
-    assert env.drivers.command == {"stop_site": ["powershell", "-File", "Stop-Site.ps1", "-Slot", "{slot}"]}
-    env.require("matrix", frozenset({"DR-SMOKE"}))
-    with pytest.raises(ConfigError) as info:
-        env.require("rollback", frozenset())
-    assert str(info.value) == (
-        f'{path}: [drivers.command]: the rollback flow with deploy = "command" needs argv templates for '
-        "deploy, start_site"
-    )
-
-
 @pytest.mark.parametrize(
     ("snippet", "key", "expected"),
     [
@@ -372,7 +350,7 @@ def test_config_command_deploy_lists_the_missing_verbs_for_a_rollback(tmp_path: 
         ("[monitor]\ninterval_s = 0.01", "[monitor] interval_s", "expected a number >= 0.05, got 0.01"),
         ("[notify]\nretries = -1", "[notify] retries", "expected a number >= 0, got -1"),
         ('[axe]\npages = ["/", 3]', "[axe] pages[1]", "expected a string, got a whole number 3"),
-        ('[axe]\npages = "/"', "[axe] pages", "expected a list of str, got a string"),
+        ('[axe]\npages = "/"', "[axe] pages", "expected a list of strings, got a string"),
         (
             '[axe]\nfail_on = ["critical", "fatal"]',
             "[axe] fail_on[1]",
@@ -386,7 +364,7 @@ def test_config_command_deploy_lists_the_missing_verbs_for_a_rollback(tmp_path: 
         (
             '[drivers.command]\nstop_site = "Stop-Site.ps1"',
             "[drivers.command] stop_site",
-            "expected a list of str, got a string",
+            "expected a list of strings, got a string",
         ),
         (
             '[service]\nurl = "https://x.corp.example"',
@@ -414,7 +392,7 @@ def test_config_errors_name_the_key_and_what_was_expected(
 
 def test_config_missing_name(tmp_path: Path) -> None:
     error = config_error(write_env(tmp_path, 'kind = "remote"\n'))
-    assert str(error) == f"{tmp_path / 'Stage.toml'}: name: required: expected a str"
+    assert str(error) == f"{tmp_path / 'Stage.toml'}: name: required: expected a string"
 
 
 def test_config_bad_url_error_does_not_show_the_secret_in_it(tmp_path: Path) -> None:
@@ -1086,9 +1064,11 @@ def test_command_nonzero_exit_raises_with_code_and_stderr_tail(
     driver = command_driver(command_env(tmp_path, closed_url, commands))
     with pytest.raises(DriverError) as info:
         driver.deploy(Package("1.0.0", tmp_path / "MCMS_Setup_1.0.0.zip"), "active")
-    assert str(info.value) == (
-        "[drivers.command] deploy exited 3: step 2 ok\nAccess denied: C:/inetpub/mcms\nDeploy-CamService failed"
-    )
+    assert re.fullmatch(
+        r"\[drivers\.command\] deploy exit code 3 after [0-9.]+ s: "
+        r"step 2 ok \| Access denied: C:/inetpub/mcms \| Deploy-CamService failed",
+        str(info.value),
+    ), str(info.value)
 
 
 def test_command_missing_executable(tmp_path: Path, scripts: Scripts, closed_url: str) -> None:
@@ -1096,7 +1076,9 @@ def test_command_missing_executable(tmp_path: Path, scripts: Scripts, closed_url
     driver = command_driver(command_env(tmp_path, closed_url, commands))
     with pytest.raises(DriverError) as info:
         driver.stop_site("active")
-    assert str(info.value) == "[drivers.command] stop_site: 'mcms-no-such-tool-4242' not found on PATH"
+    assert str(info.value).startswith(
+        "[drivers.command] stop_site: mcms-no-such-tool-4242 not found on PATH (searched PATH: "
+    ), str(info.value)
     assert scripts.calls() == []  # recycle_pool did not run after the failed stop
 
 
@@ -1111,9 +1093,9 @@ def test_command_file_that_cannot_be_executed_is_a_driver_error(
     driver = command_driver(command_env(tmp_path, closed_url, commands))
     with pytest.raises(DriverError) as info:
         driver.stop_site("active")
-    assert str(info.value) == (
-        f"[drivers.command] stop_site: cannot run {script.as_posix()!r}: {os.strerror(errno.EACCES)}"
-    )
+    assert str(info.value).startswith(
+        f"[drivers.command] stop_site: {script.as_posix()} is not executable: give it execute permission"
+    ), str(info.value)
 
 
 def test_command_bad_placeholder_names_the_known_ones(
@@ -1124,8 +1106,7 @@ def test_command_bad_placeholder_names_the_known_ones(
     with pytest.raises(DriverError) as info:
         command_driver(env).deploy(Package("1.0.0", tmp_path / "p.zip"), "active")
     assert str(info.value) == (
-        f"{env.source}: [drivers.command] deploy: bad placeholder 'nope' (known: {{env}} {{slot}} {{version}} "
-        "{package})"
+        "[drivers.command] deploy[4]: unknown placeholder {nope} (allowed here: {env} {slot} {version} {package})"
     )
     assert scripts.calls() == []
 
@@ -1139,12 +1120,16 @@ def test_command_verb_without_template(tmp_path: Path, scripts: Scripts, closed_
 
 def test_command_still_running_after_the_timeout(tmp_path: Path, scripts: Scripts, closed_url: str) -> None:
     commands = {**standard_commands(scripts), "stop_site": scripts.argv("sleeper")}
-    driver = command_driver(command_env(tmp_path, closed_url, commands))
-    driver.TIMEOUT_S = 0.5
+    env = command_env(tmp_path, closed_url, commands)
+    # The timeout comes from the environment file: [drivers.timeouts] stop_site.
+    env = dataclasses.replace(env, drivers=dataclasses.replace(env.drivers, timeouts={"stop_site": 0.5}))
+    driver = command_driver(env)
     start = time.perf_counter()
     with pytest.raises(DriverError) as info:
         driver.stop_site("active")
-    assert str(info.value) == "[drivers.command] stop_site: still running after 0.5 s"
+    assert str(info.value).startswith(
+        "[drivers.command] stop_site timed out after 0.5 s (process tree killed)"
+    )
     assert time.perf_counter() - start < 4
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,13 +19,33 @@ from plugins.journal import read_events, verify_bundle
 
 PLUGINS = ["plugins.options", "plugins.flow", "plugins.evidence", "plugins.report", "fixtures.environment"]
 
-REMOTE = """
+# Complete for both flows (preflight passes): command templates that do nothing, folders the fixture makes.
+REMOTE = f"""
 name = "Remote"
 kind = "remote"
 [service]
 base_url = "http://127.0.0.1:9"
+[slots]
+blue = "http://127.0.0.1:10"
+green = "http://127.0.0.1:11"
 [notify]
 webhook_url = "http://127.0.0.1:9/hook"
+[packages]
+dir = "offline"
+[paths]
+log_dirs = ["logs"]
+timeline_dir = "logs"
+[approval]
+required = false
+[drivers]
+deploy = "command"
+router = "command"
+[drivers.command]
+stop_site = [{json.dumps(sys.executable)}, "-c", "pass"]
+deploy = [{json.dumps(sys.executable)}, "-c", "pass", "{{package}}"]
+start_site = [{json.dumps(sys.executable)}, "-c", "pass"]
+switch = [{json.dumps(sys.executable)}, "-c", "pass", "{{slot}}"]
+active = [{json.dumps(sys.executable)}, "-c", "print('blue')"]
 """
 
 
@@ -43,6 +64,8 @@ def runbook_project(pytester: pytest.Pytester) -> pytest.Pytester:
     )
     (pytester.path / "environments").mkdir()
     (pytester.path / "environments" / "Remote.toml").write_text(REMOTE)
+    (pytester.path / "offline").mkdir()
+    (pytester.path / "logs").mkdir()
     return pytester
 
 
@@ -108,8 +131,8 @@ def test_failed_phase_blocks_the_rest_but_recording_runs(runbook_project: pytest
         "RB-4": "blocked",
         "RB-5": "passed",
     }
-    run_end = read_events(bundle / "evidence.jsonl")[-1]
-    assert run_end["kind"] == "run.end"
+    *_, run_end, seal = read_events(bundle / "evidence.jsonl")
+    assert (run_end["kind"], seal["kind"]) == ("run.end", "seal")
     assert run_end["data"]["outcome"] == "failed"
     assert run_end["data"]["blocked_by"] == "RB-2"
 
@@ -285,7 +308,8 @@ def test_evidence_bundle_is_complete_and_holds_no_secret(
             assert secret.encode() not in path.read_bytes(), f"secret leaked into {path.name}"
     assert verify_bundle(bundle).ok, verify_bundle(bundle).problems
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["journal_last_hash"] == read_events(bundle / "evidence.jsonl")[-1]["hash"]
+    # The manifest names the journal's last hash before the seal; the seal event closes over the manifest.
+    assert manifest["journal_last_hash"] == read_events(bundle / "evidence.jsonl")[-2]["hash"]
     suite = ET.parse(bundle / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures")) == ("2", "1")

@@ -1,4 +1,4 @@
-"""The site fixture's undo (policy restore-on-failure) against a real Lab.
+"""The site fixture's undo (the rollback policy, fixtures.rollback) against a real Lab.
 
 A previous stable package that passes its hash check but never becomes healthy is the realistic way a rollback
 fails after the site was stopped; the undo must bring back what was serving before, or say loudly that it could
@@ -20,6 +20,7 @@ from drivers.deploy import LabDeployDriver
 from drivers.packages import find_packages
 from drivers.probe import Prober
 from fixtures.deploy import SiteControl
+from fixtures.rollback import RollbackRecorder
 from lab import Lab, build_package
 from plugins.state import RunbookRun, RunOptions
 
@@ -53,7 +54,9 @@ def make_lab(tmp_path: Path) -> Iterator[object]:
         env = lab_environment(tmp_path, lab)
         run = RunbookRun(env, RunOptions(evidence_dir=tmp_path / "reports"), ROOT)
         driver = LabDeployDriver(env, Prober(["127.0.0.1"], timeout_s=1, retries=0), {"lab": lab})
-        return lab, SiteControl(run, driver, find_packages(lab.packages_dir)), run
+        recorder = RollbackRecorder(run, lambda event_type, summary, **facts: run.notifications.append(
+            {"event_type": event_type, "summary": summary}))  # fmt: skip
+        return lab, SiteControl(run, driver, find_packages(lab.packages_dir), recorder), run
 
     yield make
     for lab in labs:
@@ -85,9 +88,10 @@ def test_failed_rollback_restores_what_was_serving(make_lab: object) -> None:
     (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
     assert restore["result"] == "succeeded", restore
     assert restore["to"] == "1.1.0"
-    assert "policy restore-on-failure" in restore["reason"]
+    assert "restoring the release that was serving before (policy on-failure)" in restore["reason"]
     assert run.restore_result is not None
     assert run.restore_result.startswith("succeeded")
+    assert run.site_down is None
     assert served(lab) == "1.1.0"
 
 
@@ -102,7 +106,10 @@ def test_restore_that_fails_is_loud(make_lab: object) -> None:
     site.undo()
     (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
     assert restore["result"] == "failed"
-    assert any(w.startswith("RESTORE FAILED: the active node is down") for w in run.warnings), run.warnings
+    assert run.site_down is not None and "restoring 1.1.0 on the active node failed" in run.site_down
+    assert any(w.startswith("SITE DOWN: Lab: restoring 1.1.0") for w in run.warnings), run.warnings
+    assert [e["data"]["what"] for e in run.events if e["kind"] == "site.down"] == [run.site_down]
+    assert [n["event_type"] for n in run.notifications] == ["Alert"]
     assert served(lab) is None
 
 
@@ -114,8 +121,10 @@ def test_site_that_was_not_serving_is_left_stopped(make_lab: object) -> None:
         site.deploy_and_start(find_packages(lab.packages_dir).previous_stable())
     site.undo()
     (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
-    assert restore["result"] == "not needed"
-    assert "it was not serving before" in restore["reason"]
+    assert restore["result"] == "not possible"
+    assert "1.1.0 was not serving, so there is nothing to bring back" in restore["reason"]
+    # Down before the run and still down after it: said as loudly as a failed restore.
+    assert run.site_down == "the active node is stopped and no release serves (1.1.0 was not serving)"
     assert served(lab) is None
 
 
@@ -124,7 +133,10 @@ def test_successful_deploy_needs_no_undo(make_lab: object) -> None:
     site.stop("active")
     site.deploy_and_start(find_packages(lab.packages_dir).previous_stable())
     site.undo()
-    assert [e for e in run.events if e["kind"] == "rollback"] == []
+    (decision,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
+    assert decision["result"] == "not needed"
+    assert decision["reason"] == "policy on-failure: the rolled-back release serves healthy"
+    assert run.site_down is None
     assert served(lab) == "1.0.0"
 
 
@@ -133,7 +145,7 @@ def test_blue_green_rollback_that_does_not_restore_is_loud(tmp_path: Path) -> No
     from drivers.notify import Notifier
     from drivers.packages import Package
     from drivers.router import LabRouterDriver
-    from fixtures.bluegreen import BlueGreen
+    from fixtures.bluegreen import BlueGreen, SlotState
 
     lab = Lab(tmp_path / "lab", topology="bluegreen")
     lab.start()
@@ -155,19 +167,25 @@ def test_blue_green_rollback_that_does_not_restore_is_loud(tmp_path: Path) -> No
             return notifier.send(event_type, env.name, summary, facts)
 
         release = Package("1.1.0", lab.package("1.1.0"))
-        control = BlueGreen(run, env, deployer, LabRouterDriver(env, {"lab": lab}), prober, notify, release)
-        control.blue_version = deployer.served_version("blue")
-        control.deploy_green()
-        control.switch_to_green()
+        slots = SlotState("blue", "green", "1.0.0", None, lab.node("blue").url, lab.node("green").url)
+        recorder = RollbackRecorder(run, notify)  # type: ignore[arg-type]
+        router = LabRouterDriver(env, {"lab": lab})
+        deployer.live_slot = router.active
+        control = BlueGreen(run, env, deployer, router, prober, notify, release, slots, recorder)  # type: ignore[arg-type]
+        control.deploy_to_idle()
+        control.switch_to_release()
         assert served(lab) == "1.1.0"
         lab.node("blue").stop()  # the warm standby died
-        control.rollback_to_blue("test: green failed after the switch")
+        control.apply_policy("test: green failed after the switch")
         (rollback,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
         assert rollback["result"] == "failed"
+        assert (rollback["from_slot"], rollback["to_slot"]) == ("green", "blue")
         assert run.rollback_result == "failed"
         assert any(
             w.startswith("ROLLBACK FAILED: traffic could not be restored on blue") for w in run.warnings
         )
+        assert run.site_down is not None and "traffic could not be sent back to blue" in run.site_down
+        assert "Alert" in sent
         assert sent[-1] == "RolledBack"
         assert lab.router.active() == "blue"
         assert served(lab) is None
