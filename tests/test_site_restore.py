@@ -106,7 +106,8 @@ def test_restore_that_fails_is_loud(make_lab: object) -> None:
     site.undo()
     (restore,) = [e["data"] for e in run.events if e["kind"] == "rollback"]
     assert restore["result"] == "failed"
-    assert run.site_down is not None and "restoring 1.1.0 on the active node failed" in run.site_down
+    assert run.site_down is not None
+    assert "restoring 1.1.0 on the active node failed" in run.site_down
     assert any(w.startswith("SITE DOWN: Lab: restoring 1.1.0") for w in run.warnings), run.warnings
     assert [e["data"]["what"] for e in run.events if e["kind"] == "site.down"] == [run.site_down]
     assert [n["event_type"] for n in run.notifications] == ["Alert"]
@@ -184,7 +185,8 @@ def test_blue_green_rollback_that_does_not_restore_is_loud(tmp_path: Path) -> No
         assert any(
             w.startswith("ROLLBACK FAILED: traffic could not be restored on blue") for w in run.warnings
         )
-        assert run.site_down is not None and "traffic could not be sent back to blue" in run.site_down
+        assert run.site_down is not None
+        assert "traffic could not be sent back to blue" in run.site_down
         assert "Alert" in sent
         assert sent[-1] == "RolledBack"
         assert lab.router.active() == "blue"

@@ -115,7 +115,7 @@ def main() -> int:
         logs = site / "logs"
         logs.mkdir(exist_ok=True)
         with (logs / f"{slot}.log").open("ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)  # noqa: S603
+            proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
         state["pid"] = proc.pid
         _save(site, slot, state)
         print(f"{slot} started (pid {proc.pid})")

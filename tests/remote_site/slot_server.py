@@ -30,7 +30,9 @@ def main() -> int:
             elif path == "/auth/negotiate":
                 self._send(401, "", "text/plain", {"WWW-Authenticate": "Negotiate"})
             elif path == "/":
-                self._send(200, f"<!doctype html><html lang=en><title>MCMS {args.version}</title>", "text/html")
+                self._send(
+                    200, f"<!doctype html><html lang=en><title>MCMS {args.version}</title>", "text/html"
+                )
             else:
                 self._send(404, "not found", "text/plain")
 
@@ -44,7 +46,7 @@ def main() -> int:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
