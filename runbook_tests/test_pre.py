@@ -11,16 +11,35 @@ from pathlib import Path
 
 import pytest
 
+from drivers.browser import check_browser_tools
 from drivers.config import Environment
 from drivers.deploy import DeployDriver
+from drivers.e2e import check_regression_command
 from drivers.notify import Notifier
 from drivers.packages import PackageSet
 from drivers.probe import smoke_checks, url_at
+from drivers.zap import check_zap_available
 from fixtures.deploy import driver_step, verify_package
 from fixtures.probe import Probe
 from plugins.state import RunbookRun
 
 pytestmark = [pytest.mark.rollback, pytest.mark.bluegreen, pytest.mark.phase("PRE")]
+
+
+def test_approval_recorded_before_anything_changes(runbook: RunbookRun, environment: Environment) -> None:
+    """The playbook's first rule: a step proceeds only after approval. The approver given up front
+    (--approved-by; required outside the Lab when [approval] required = true, checked by preflight) is journalled
+    here, before any phase acts; in the Lab the drill approves itself (lab-auto)."""
+    approver = runbook.options.approved_by or ("lab-auto" if environment.is_lab else None)
+    if approver is None:
+        runbook.record("note", {"message": f"no approver given; {environment.source}: [approval] required = false"})
+        return
+    runbook.approver = approver
+    runbook.record(
+        "approval",
+        {"approver": approver, "env": environment.name, "for": f"the {runbook.flow} flow on {environment.name}",
+         "given": "--approved-by" if runbook.options.approved_by else "the Lab drills approve themselves"},
+    )  # fmt: skip
 
 
 def test_packages_present_and_verified(
@@ -93,3 +112,45 @@ def test_log_and_evidence_paths_writable(runbook: RunbookRun, log_dirs: list[Pat
         except OSError as exc:
             problems.append(f"{directory}: not writable ({exc.strerror})")
     assert not problems, "log collection paths not ready: " + "; ".join(problems)
+
+
+def test_tools_of_the_matrix_rows_are_ready(runbook: RunbookRun, environment: Environment) -> None:
+    """Before anything is stopped or deployed: the tools of the selected matrix rows are here. The browser and
+    its driver (matching major versions, or the Selenium Grid answering) for DR-AXE and DR-E2E, the ZAP daemon
+    (or [zap] path) for DR-ZAP, the regression command's program for DR-E2E. A missing tool of a required row
+    ([matrix] required) fails PRE, so nothing is touched; of another row, it is a warning."""
+    env, rows = environment, runbook.rows
+    missing: dict[str, list[str]] = {}
+    portal = "DR-E2E" in rows and env.row_configured("DR-E2E") and bool(env.e2e.flows)
+    if ("DR-AXE" in rows and env.row_configured("DR-AXE")) or portal:
+        check = check_browser_tools(env.browser, runbook.options.selenium_remote)
+        runbook.record("action", {"name": "tools.browser", "target": check.browser or "browser",
+                                  "result": "ready" if check.ok else "missing", "duration_s": check.duration_s,
+                                  "detail": {"browser_version": check.browser_version, "driver": check.driver,
+                                             "driver_version": check.driver_version, "problems": check.problems}})  # fmt: skip
+        for row in ("DR-AXE", "DR-E2E"):
+            if row in rows and env.row_configured(row) and (row != "DR-E2E" or portal):
+                missing.setdefault(row, []).extend(check.problems)
+    if "DR-ZAP" in rows and env.row_configured("DR-ZAP"):
+        problem = check_zap_available(env.zap)
+        runbook.record("action", {"name": "tools.zap", "target": env.zap.engine, "result": "missing" if problem else "ready",
+                                  "duration_s": 0.0, "detail": {"problem": problem}})  # fmt: skip
+        if problem:
+            missing.setdefault("DR-ZAP", []).append(problem)
+    if "DR-E2E" in rows and env.e2e.command:
+        problem = check_regression_command(env.e2e, root=runbook.rootdir, source=str(env.source))
+        if problem:
+            missing.setdefault("DR-E2E", []).append(problem)
+    required = [
+        f"{row}: {p}" for row, problems in missing.items() if row in env.matrix.required for p in problems
+    ]
+    for row, problems in missing.items():
+        if row not in env.matrix.required:
+            for problem in problems:
+                runbook.warn(f"{row} (not required) will not run: {problem}")
+    if required:
+        pytest.fail(
+            "tools missing for required matrix rows; nothing was stopped or deployed:\n  - "
+            + "\n  - ".join(required),
+            pytrace=False,
+        )
