@@ -153,7 +153,6 @@ def seal_bundle(session: pytest.Session, run: RunbookRun) -> None:
     except Exception as exc:  # noqa: BLE001 - one writer failing must not lose the others
         run.writer_errors.append(f"junit.xml writer failed: {exc!r}")
     writer = run.writers[0] if run.writers else None
-    run.close_writers()
     for path in sorted(run.bundle.rglob("*")):
         # The journal redacts before hashing; rewriting it here would break its chain.
         if path.name == "evidence.jsonl":
@@ -161,8 +160,13 @@ def seal_bundle(session: pytest.Session, run: RunbookRun) -> None:
         if path.is_file() and path.suffix in (".html", ".xml", ".md", ".json", ".jsonl", ".csv", ".txt"):
             scrub_file(path, run.env.secrets)
     if isinstance(writer, JournalWriter):
-        run.journal_last_hash = writer.journal.last_hash
-        journal_mod.write_manifest(run.bundle, run.journal_last_hash)
+        # The journal stays open until here: its last event, the seal, covers manifest.json, which covers
+        # every other file. The seal's hash is the one the operator keeps with the change record.
+        try:
+            run.journal_last_hash = writer.journal.seal()["hash"]
+        except Exception as exc:  # noqa: BLE001 - an unsealed bundle is reported, the run's outcome stands
+            run.writer_errors.append(f"sealing the evidence bundle failed: {exc}")
+    run.close_writers()
 
 
 def scrub_file(path: Path, secrets: frozenset[str]) -> None:

@@ -1,6 +1,7 @@
-"""The evidence journal, the manifest and `verify` (DESIGN.md, "Evidence bundle" and "Journal").
+"""The evidence journal, the manifest, the seal and `verify` (DESIGN.md, "Evidence bundle" and "Journal").
 
-Real files in tmp_path, real processes for the CLI and for the killed writer; nothing is mocked.
+Real files in tmp_path, real processes for the CLI and for the killed writer, a real pytest session for a
+real bundle; nothing is mocked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -24,14 +26,31 @@ from typing import Any
 
 import pytest
 
-from plugins.journal import KINDS, Journal, read_events, verify_bundle, write_manifest
+from plugins.journal import (
+    KINDS,
+    MANIFEST_KEYS,
+    SEAL_KIND,
+    Journal,
+    main,
+    read_events,
+    verify_bundle,
+    write_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ZEROS = "0" * 64
 SECRET = "s3cr3t-Tok3n-9f2c"
-MISSING_MANIFEST = "manifest.json missing (run did not finish, or it was removed)"
-JOURNAL_SHA_DIFFERS = "evidence.jsonl: sha256 differs from manifest (altered)"
-LAST_HASH_DIFFERS = "evidence.jsonl: last hash differs from manifest (events removed or added at the end)"
+MISSING_MANIFEST = "manifest.json: missing (the run did not finish, or it was removed)"
+NOT_SEALED = "evidence.jsonl: not sealed: the run did not finish, or the seal was removed"
+MANIFEST_SHA_DIFFERS = "manifest.json: sha256 differs from the one sealed at evidence.jsonl line 11 (altered)"
+BUNDLE_FILES = [
+    "artifacts/axe/home.json",
+    "artifacts/monitor.csv",
+    "artifacts/notifications.jsonl",
+    "junit.xml",
+    "report.html",
+    "timeline.md",
+]
 
 
 def design_hash(event: dict[str, Any]) -> str:
@@ -64,18 +83,44 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def manifest_of(bundle: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
+
+
+def write_json(path: Path, value: object) -> None:
+    """Rewrite manifest.json the way the run does, with whatever values the test put in."""
+    path.write_bytes((json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def names_only(problems: list[str], relative: str) -> bool:
+    """Every problem starts with the name of this one file: no other file is blamed."""
+    return bool(problems) and all(
+        problem.startswith((f"{relative}: ", f"{relative} line ")) for problem in problems
+    )
+
+
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
-    """A finished rollback run's bundle: 10 events, artifacts and report, sealed by the manifest."""
+    """A finished rollback run's bundle: 10 events, artifacts, junit and report, then the manifest and the
+    seal (line 11). One action's detail holds terminal colour escapes and one probe a tiny latency, so that
+    the journal has JSON escapes and a number in exponent form, both of which can be spelt otherwise."""
     directory = tmp_path / "reports" / "20261126T130211Z_Lab_rollback"
     with Journal(directory / "evidence.jsonl", "run-1", "Lab", "rollback") as journal:
         journal.append("run.start", {"env": "Lab", "flow": "rollback", "options": {"approver": "j.doe"}})
         journal.append("phase.start", phase="PRE", nodeid="runbook_tests/test_pre.py::test_preflight")
-        journal.append("probe", {"name": "home", "url": "http://lab/", "status": 200, "latency_ms": 12.5})
+        journal.append("probe", {"name": "home", "url": "http://lab/", "status": 200, "latency_ms": 1.5e-05})
         journal.append("phase.end", {"outcome": "passed", "reason": None}, phase="PRE")
         journal.append("approval", {"approver": "j.doe"}, phase="RB-1")
         journal.append(
-            "action", {"name": "stop_service", "target": "app-1", "result": "ok", "duration_s": 1.2}
+            "action",
+            {
+                "name": "stop_service",
+                "target": "app-1",
+                "result": "ok",
+                "duration_s": 1.2,
+                "detail": "\x1b[32mstopped\x1b[0m",
+            },
         )
         journal.append("notify", {"event_type": "rollback.started", "delivery": "queued"}, phase="RB-2")
         journal.append(
@@ -93,7 +138,8 @@ def bundle(tmp_path: Path) -> Path:
         (artifacts / "notifications.jsonl").write_text('{"event_type": "rollback.started"}\n')
         (directory / "timeline.md").write_text("# Timeline\n")
         (directory / "report.html").write_text("<html></html>\n")
-        write_manifest(directory, journal.last_hash)
+        (directory / "junit.xml").write_text('<?xml version="1.0" encoding="utf-8"?>\n<testsuites />\n')
+        journal.seal()
     return directory
 
 
@@ -103,7 +149,7 @@ def bundle(tmp_path: Path) -> Path:
 def test_chain_starts_at_zeros_counts_from_one_and_every_hash_recomputes(bundle: Path) -> None:
     events = [json.loads(line) for line in journal_lines(bundle)]
 
-    assert [event["seq"] for event in events] == list(range(1, 11))
+    assert [event["seq"] for event in events] == list(range(1, 12))
     assert events[0]["prev_hash"] == ZEROS
     for previous, event in itertools.pairwise(events):
         assert event["prev_hash"] == previous["hash"]
@@ -182,7 +228,7 @@ def test_secret_never_reaches_the_file(tmp_path: Path) -> None:
     assert returned["data"]["nested"]["deeper"][0] == {"token": "***"}
     assert returned["data"]["nested"]["deeper"][1] == ["x", "pre-***-post"]
     assert returned["nodeid"] == "t.py::test_login[***]"
-    assert verify_bundle(tmp_path).problems == [MISSING_MANIFEST]
+    assert verify_bundle(tmp_path).problems == [NOT_SEALED, MISSING_MANIFEST]
 
 
 class Impact(Enum):
@@ -233,10 +279,10 @@ def test_unicode_keeps_one_event_a_line_and_verifies(tmp_path: Path) -> None:
         separators = "a\u2028b\u2029c\nd\re"
         journal.append("note", {"text": "naïve ✓ 日本", "separators": separators, "lone": "x\udcffy"})
         journal.append("note", {"text": "after"})
-        write_manifest(tmp_path, journal.last_hash)
+        journal.seal()
 
     events = read_events(tmp_path / "evidence.jsonl")
-    assert len((tmp_path / "evidence.jsonl").read_bytes().split(b"\n")) == 3
+    assert len((tmp_path / "evidence.jsonl").read_bytes().split(b"\n")) == 4  # 2 events, the seal, ""
     assert events[0]["data"]["text"] == "naïve ✓ 日本"
     assert events[0]["data"]["separators"] == "a\u2028b\u2029c\nd\re"
     assert events[0]["data"]["lone"] == "x\\udcffy"
@@ -255,12 +301,20 @@ def test_malformed_kind_is_refused(tmp_path: Path, kind: str) -> None:
 
 def test_design_kinds_and_new_ones_are_accepted(tmp_path: Path) -> None:
     design = {"run.start", "phase.start", "phase.end", "action", "probe", "notify", "approval", "rollback"}
-    assert design | {"finding", "run.end", "warning", "note"} == set(KINDS)
+    assert design | {"finding", "run.end", "warning", "note", "seal"} == set(KINDS)
+    recordable = [kind for kind in KINDS if kind != SEAL_KIND]
     with Journal(tmp_path / "evidence.jsonl", "r", "Lab", "dr") as journal:
-        for kind in (*KINDS, "lab.fault.injected"):
+        for kind in (*recordable, "lab.fault.injected"):
             journal.append(kind)
     kinds = [event["kind"] for event in read_events(tmp_path / "evidence.jsonl")]
-    assert kinds == [*KINDS, "lab.fault.injected"]
+    assert kinds == [*recordable, "lab.fault.injected"]
+
+
+def test_only_the_seal_writes_a_seal_event(tmp_path: Path) -> None:
+    with Journal(tmp_path / "evidence.jsonl", "r", "Lab", "dr") as journal:
+        with pytest.raises(ValueError, match=r"written by Journal\.seal only"):
+            journal.append("seal", {"manifest_sha256": ZEROS, "files": 0})
+        assert journal.seq == 0
 
 
 def test_data_must_be_a_mapping(tmp_path: Path) -> None:
@@ -296,16 +350,16 @@ def test_four_threads_recording_at_once_keep_one_chain(tmp_path: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        write_manifest(tmp_path, journal.last_hash)
+        journal.seal()
 
-    events = read_events(path)
+    events = read_events(path, seal=False)
     assert [event["seq"] for event in events] == list(range(1, 801))
     assert all(event["hash"] == design_hash(event) for event in events)
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in itertools.pairwise(events))
     for worker in range(4):
         assert [e["data"]["n"] for e in events if e["data"]["worker"] == worker] == list(range(200))
     result = verify_bundle(tmp_path)
-    assert (result.ok, result.events, result.problems) == (True, 800, [])
+    assert (result.ok, result.events, result.problems) == (True, 801, [])
 
 
 WRITER = """
@@ -342,84 +396,131 @@ def test_a_writer_killed_mid_run_leaves_a_valid_prefix(tmp_path: Path) -> None:
             writer.wait()
 
     result = verify_bundle(bundle)
-    assert result.problems == [MISSING_MANIFEST]
+    assert result.problems == [NOT_SEALED, MISSING_MANIFEST]
     assert result.chain_intact
+    assert not result.sealed
     assert result.events >= 200
     assert not result.manifest_present
     cli = run_cli("verify", str(bundle))
     assert cli.returncode == 1
     assert cli.stdout.splitlines() == [
-        f"ALTERED: {bundle}",
+        f"NOT SEALED: {bundle}",
+        f"  {NOT_SEALED}",
         f"  {MISSING_MANIFEST}",
-        f"note: the journal's {result.events} events form an intact chain (a valid prefix of the run)",
+        f"note: the journal's {result.events} events form an intact chain, "
+        "but not sealed: an unsealed prefix of the run",
     ]
 
 
-# --- the manifest ---------------------------------------------------------------------------------------
+# --- the seal and the manifest --------------------------------------------------------------------------
 
 
-def test_manifest_lists_every_other_file_with_its_sha256(bundle: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+def test_the_seal_is_the_last_event_and_holds_the_manifests_sha256(bundle: Path) -> None:
+    events = read_events(bundle / "evidence.jsonl")
+    seal, run_end = events[-1], events[-2]
+    manifest_bytes = (bundle / "manifest.json").read_bytes()
 
-    expected_files = [
-        "artifacts/axe/home.json",
-        "artifacts/monitor.csv",
-        "artifacts/notifications.jsonl",
-        "evidence.jsonl",
-        "report.html",
-        "timeline.md",
-    ]
-    assert list(manifest["files"]) == expected_files
+    assert [event["kind"] for event in events[-2:]] == ["run.end", "seal"]
+    assert (seal["seq"], seal["phase"], seal["nodeid"]) == (11, None, None)
+    assert seal["data"] == {"manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(), "files": 6}
+    assert seal["prev_hash"] == run_end["hash"]
+    assert seal["hash"] == design_hash(seal)
+    # The manifest describes the journal as it was before the seal: its own hash is in the seal.
+    manifest = manifest_of(bundle)
+    assert (manifest["journal_events"], manifest["journal_last_hash"]) == (10, run_end["hash"])
+    assert read_events(bundle / "evidence.jsonl", seal=False) == events[:-1]
+
+
+def test_seal_returns_the_last_event_and_ends_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "evidence.jsonl", "r", "Lab", "dr")
+    journal.append("run.end", {"outcome": "passed"})
+    seal = journal.seal()
+
+    assert seal == read_events(tmp_path / "evidence.jsonl")[-1]
+    assert (journal.last_hash, journal.seq, journal.sealed, journal.closed) == (seal["hash"], 2, True, True)
+    with pytest.raises(ValueError, match="sealed; nothing is recorded after the seal"):
+        journal.append("note")
+    with pytest.raises(ValueError, match="sealed"):
+        journal.seal()
+    journal.close()  # closing after the seal is harmless
+    assert verify_bundle(tmp_path).ok
+
+
+def test_only_a_bundles_evidence_jsonl_seals(tmp_path: Path) -> None:
+    with (
+        Journal(tmp_path / "other.jsonl", "r", "Lab", "dr") as journal,
+        pytest.raises(ValueError, match=r"only a bundle's evidence\.jsonl seals"),
+    ):
+        journal.seal()
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_manifest_lists_every_other_file_with_its_sha256_in_canonical_form(bundle: Path) -> None:
+    raw = (bundle / "manifest.json").read_bytes()
+    manifest = manifest_of(bundle)
+
+    assert tuple(manifest) == MANIFEST_KEYS
+    assert list(manifest["files"]) == BUNDLE_FILES  # not itself, not the journal: the seal covers those
     for relative, digest in manifest["files"].items():
         assert digest == hashlib.sha256((bundle / relative).read_bytes()).hexdigest(), relative
-    assert manifest["journal_last_hash"] == json.loads(journal_lines(bundle)[-1])["hash"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", manifest["created"])
+    assert raw == (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
     assert sorted(path.name for path in bundle.iterdir()) == [
         "artifacts",
         "evidence.jsonl",
+        "junit.xml",
         "manifest.json",
         "report.html",
         "timeline.md",
     ]  # no temporary file left behind
 
 
-def test_manifest_can_be_written_again_over_the_old_one(bundle: Path) -> None:
-    (bundle / "report.html").write_text("<html>final</html>\n")
-    last_hash = json.loads(journal_lines(bundle)[-1])["hash"]
-    write_manifest(bundle, last_hash)
-    assert verify_bundle(bundle).ok
-
-
 def test_manifest_refuses_a_journal_hash_that_is_not_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="64 lower-case hex"):
-        write_manifest(tmp_path, "not-a-hash")
+        write_manifest(tmp_path, journal_events=0, journal_last_hash="not-a-hash")
+    with pytest.raises(ValueError, match="whole number"):
+        write_manifest(tmp_path, journal_events=-1, journal_last_hash=ZEROS)
     assert not (tmp_path / "manifest.json").exists()
 
 
-# --- verify: what was altered ---------------------------------------------------------------------------
+def test_run_killed_after_the_manifest_before_the_seal(tmp_path: Path) -> None:
+    with Journal(tmp_path / "evidence.jsonl", "r", "Lab", "dr") as journal:
+        journal.append("run.end", {"outcome": "passed"})
+        write_manifest(tmp_path, journal_events=journal.seq, journal_last_hash=journal.last_hash)
+
+    result = verify_bundle(tmp_path)
+    assert (result.ok, result.chain_intact, result.sealed) == (False, True, False)
+    assert result.problems == [NOT_SEALED]
+
+
+# --- verify: what was altered, in which file ------------------------------------------------------------
 
 
 def test_clean_bundle_verifies(bundle: Path) -> None:
     result = verify_bundle(bundle)
     assert result.problems == []
-    assert (result.ok, result.events, result.chain_intact, result.manifest_files) == (True, 10, True, 6)
+    assert (result.ok, result.events, result.chain_intact, result.sealed, result.manifest_files) == (
+        True,
+        11,
+        True,
+        True,
+        6,
+    )
+    assert result.last_hash == read_events(bundle / "evidence.jsonl")[-1]["hash"]
 
 
 def test_edited_data_field_is_named_by_line(bundle: Path) -> None:
     def edit(lines: list[bytes]) -> list[bytes]:
         event = json.loads(lines[6])
         event["data"]["delivery"] = "delivered"  # was "queued"
-        lines[6] = json.dumps(event, ensure_ascii=False).encode() + b"\n"
+        lines[6] = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         return lines
 
     rewrite_journal(bundle, edit)
 
     result = verify_bundle(bundle)
     assert not result.ok
-    assert result.problems == [
-        "evidence.jsonl line 7 (seq 7): hash does not match its content (altered)",
-        JOURNAL_SHA_DIFFERS,
-    ]
+    assert result.problems == ["evidence.jsonl line 7 (seq 7): hash does not match its content (altered)"]
 
 
 def test_edited_line_with_its_hash_recomputed_breaks_the_next_link(bundle: Path) -> None:
@@ -427,7 +528,7 @@ def test_edited_line_with_its_hash_recomputed_breaks_the_next_link(bundle: Path)
         event = json.loads(lines[4])
         event["data"]["approver"] = "someone.else"
         event["hash"] = design_hash(event)
-        lines[4] = json.dumps(event).encode() + b"\n"
+        lines[4] = json.dumps(event, separators=(",", ":")).encode() + b"\n"
         return lines
 
     rewrite_journal(bundle, edit)
@@ -435,7 +536,53 @@ def test_edited_line_with_its_hash_recomputed_breaks_the_next_link(bundle: Path)
     assert verify_bundle(bundle).problems == [
         "evidence.jsonl line 6 (seq 6): prev_hash does not link to line 5 "
         "(line 5 altered and its hash recomputed, or this line replaced)",
-        JOURNAL_SHA_DIFFERS,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "old", "new"),
+    [
+        (6, b"\\u001b", b"\\u001B"),  # the same escape, hex digits in upper case
+        (3, b"1.5e-05", b"1.5E-05"),  # the same number
+        (3, b"1.5e-05", b"15e-06"),  # ... spelt otherwise
+        (6, b'"result":"ok"', b'"result": "ok"'),  # a space
+        (6, b'{"seq":6,"ts"', b'{"ts"'),  # a field moved: first removed here ...
+    ],
+    ids=["escape-case", "exponent-case", "exponent-form", "space", "field-order"],
+)
+def test_same_content_other_bytes_is_detected(bundle: Path, line: int, old: bytes, new: bytes) -> None:
+    def edit(lines: list[bytes]) -> list[bytes]:
+        assert old in lines[line - 1]
+        lines[line - 1] = lines[line - 1].replace(old, new, 1)
+        if old.startswith(b'{"seq"'):  # ... and put back at the end, same content
+            lines[line - 1] = lines[line - 1][:-2] + b',"seq":6}\n'
+        return lines
+
+    rewrite_journal(bundle, edit)
+
+    assert verify_bundle(bundle).problems == [
+        f"evidence.jsonl line {line} (seq {line}): not byte for byte as the journal writes it "
+        "(spacing, field order, escaping or number format changed; altered)"
+    ]
+
+
+def test_lone_surrogate_escape_is_reported_not_raised(bundle: Path) -> None:
+    rewrite_journal(
+        bundle, lambda lines: [*lines[:5], lines[5].replace(b"\\u001b", b"\\ud01b", 1), *lines[6:]]
+    )
+
+    assert verify_bundle(bundle).problems == [
+        "evidence.jsonl line 6 (seq 6): hash does not match its content (altered)"
+    ]
+
+
+def test_altered_run_id_is_blamed_on_its_own_line(bundle: Path) -> None:
+    rewrite_journal(bundle, lambda lines: [lines[0].replace(b'"run-1"', b'"run-2"'), *lines[1:]])
+
+    assert verify_bundle(bundle).problems == [
+        "evidence.jsonl line 1 (seq 1): hash does not match its content (altered)",
+        'evidence.jsonl line 1 (seq 1): run_id "run-2" differs from the run\'s "run-1" '
+        "(line from another run, or altered)",
     ]
 
 
@@ -443,11 +590,12 @@ def test_deleted_middle_line(bundle: Path) -> None:
     rewrite_journal(bundle, lambda lines: lines[:4] + lines[5:])
 
     result = verify_bundle(bundle)
-    assert result.events == 9
+    assert result.events == 10
     assert result.problems == [
         "evidence.jsonl line 5 (seq 6): seq 6, expected 5 (line removed)",
         "evidence.jsonl line 5 (seq 6): prev_hash does not link to line 4 (line removed or reordered)",
-        JOURNAL_SHA_DIFFERS,
+        "evidence.jsonl: 9 events before the seal, manifest.json records 10 (events removed or added before "
+        "the seal)",
     ]
 
 
@@ -460,7 +608,6 @@ def test_two_lines_swapped(bundle: Path) -> None:
         "evidence.jsonl line 5 (seq 4): seq 4, expected 6 (lines reordered)",
         "evidence.jsonl line 5 (seq 4): prev_hash links to line 3, not line 4 (lines reordered)",
         "evidence.jsonl line 6 (seq 6): prev_hash links to line 4, not line 5 (lines reordered)",
-        JOURNAL_SHA_DIFFERS,
     ]
 
 
@@ -470,30 +617,29 @@ def test_duplicated_line(bundle: Path) -> None:
     assert verify_bundle(bundle).problems == [
         "evidence.jsonl line 6 (seq 5): seq 5, expected 6 (line duplicated)",
         "evidence.jsonl line 6 (seq 5): prev_hash links to line 4, not line 5 (line duplicated)",
-        JOURNAL_SHA_DIFFERS,
+        "evidence.jsonl: 11 events before the seal, manifest.json records 10 (events removed or added before "
+        "the seal)",
     ]
 
 
-def test_truncated_last_line(bundle: Path) -> None:
+def test_truncated_seal(bundle: Path) -> None:
     rewrite_journal(bundle, lambda lines: [*lines[:-1], lines[-1][:40]])
 
     result = verify_bundle(bundle)
-    assert result.events == 9
+    assert result.events == 10
     assert result.problems == [
-        "evidence.jsonl line 10: last line incomplete, no end of line "
+        "evidence.jsonl line 11: last line incomplete, no end of line "
         "(the run was killed while writing it, or the file was cut)",
-        JOURNAL_SHA_DIFFERS,
-        LAST_HASH_DIFFERS,
+        NOT_SEALED,
+        "evidence.jsonl: 1 line after line 10, the last event manifest.json records, and none is a valid "
+        "seal (added after the run, or the seal altered)",
     ]
 
 
 def test_garbage_line_in_the_middle(bundle: Path) -> None:
     rewrite_journal(bundle, lambda lines: [*lines[:2], b'{"seq": 3, "broken\n', *lines[3:]])
 
-    assert verify_bundle(bundle).problems == [
-        "evidence.jsonl line 3: not valid JSON (altered)",
-        JOURNAL_SHA_DIFFERS,
-    ]
+    assert verify_bundle(bundle).problems == ["evidence.jsonl line 3: not valid JSON (altered)"]
 
 
 def test_first_lines_removed(bundle: Path) -> None:
@@ -503,30 +649,88 @@ def test_first_lines_removed(bundle: Path) -> None:
         "evidence.jsonl line 1 (seq 3): seq 3, expected 1 (2 lines removed)",
         "evidence.jsonl line 1 (seq 3): prev_hash is not 64 zeros, so this is not the first event "
         "(lines removed at the start)",
-        JOURNAL_SHA_DIFFERS,
+        "evidence.jsonl: 8 events before the seal, manifest.json records 10 (events removed or added before "
+        "the seal)",
     ]
 
 
-def test_last_events_removed_with_the_manifest_present(bundle: Path) -> None:
-    rewrite_journal(bundle, lambda lines: lines[:-2])
+def test_seal_removed(bundle: Path) -> None:
+    rewrite_journal(bundle, lambda lines: lines[:-1])
+
+    result = verify_bundle(bundle)
+    assert (result.chain_intact, result.sealed, result.problems) == (True, False, [NOT_SEALED])
+    cli = run_cli("verify", str(bundle))
+    assert cli.returncode == 1
+    assert cli.stdout.splitlines() == [
+        f"NOT SEALED: {bundle}",
+        f"  {NOT_SEALED}",
+        "note: the journal's 10 events form an intact chain, but not sealed: an unsealed prefix of the run",
+    ]
+
+
+def test_last_events_removed_with_the_seal(bundle: Path) -> None:
+    rewrite_journal(bundle, lambda lines: lines[:-3])
 
     result = verify_bundle(bundle)
     assert result.chain_intact  # what is left is a valid chain: only the manifest can tell
-    assert result.problems == [JOURNAL_SHA_DIFFERS, LAST_HASH_DIFFERS]
+    assert result.problems == [
+        NOT_SEALED,
+        "evidence.jsonl: 8 lines, manifest.json records 10 events (events removed at the end)",
+    ]
 
 
-def test_events_added_after_the_manifest(bundle: Path) -> None:
+def test_events_added_after_the_seal(bundle: Path) -> None:
     events = read_events(bundle / "evidence.jsonl")
     last = events[-1]
-    extra = {**last, "seq": 11, "kind": "note", "data": {"text": "later"}, "prev_hash": last["hash"]}
+    extra = {**last, "seq": 12, "kind": "note", "data": {"text": "later"}, "prev_hash": last["hash"]}
     extra["hash"] = design_hash(extra)
-    rewrite_journal(bundle, lambda lines: [*lines, json.dumps(extra).encode() + b"\n"])
+    rewrite_journal(bundle, lambda lines: [*lines, json.dumps(extra, separators=(",", ":")).encode() + b"\n"])
 
-    assert verify_bundle(bundle).problems == [
-        JOURNAL_SHA_DIFFERS,
-        "evidence.jsonl: last hash differs from manifest (1 event(s) added at the end after the manifest "
-        "was written; the manifest seals line 10)",
+    result = verify_bundle(bundle)
+    assert result.chain_intact
+    assert result.problems == ["evidence.jsonl: 1 line after the seal at line 11 (added after the run)"]
+
+
+def test_events_rewritten_and_the_seal_recomputed_are_caught_by_the_manifest(bundle: Path) -> None:
+    """A forger who rewrites an event and recomputes every hash after it, seal included (the manifest, and
+    so the seal's manifest_sha256, left as they are), is caught: the manifest pins the last hash before
+    the seal."""
+    original_last = verify_bundle(bundle).last_hash
+    events = read_events(bundle / "evidence.jsonl")
+    events[4]["data"]["approver"] = "someone.else"
+    for previous, event in zip([None, *events], events, strict=False):
+        if previous is not None:
+            event["prev_hash"] = previous["hash"]
+        event["hash"] = design_hash(event)
+    (bundle / "evidence.jsonl").write_bytes(
+        b"".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for e in events)
+    )
+
+    result = verify_bundle(bundle)
+    assert result.chain_intact
+    assert result.problems == [
+        "evidence.jsonl line 10 (seq 10): hash differs from manifest.json's journal_last_hash "
+        "(events rewritten with recomputed hashes, or removed or added)"
     ]
+    assert result.last_hash != original_last
+
+
+def test_a_complete_forgery_shows_only_in_the_last_hash(bundle: Path) -> None:
+    """The limit of a keyless chain: rewrite an event, the manifest and every hash after it, and the bundle
+    verifies; the last hash then differs from the one the run printed, kept with the change record."""
+    printed = verify_bundle(bundle).last_hash
+    events = read_events(bundle / "evidence.jsonl", seal=False)
+    events[4]["data"]["approver"] = "someone.else"
+    (bundle / "evidence.jsonl").unlink()
+    (bundle / "manifest.json").unlink()
+    with Journal(bundle / "evidence.jsonl", "run-1", "Lab", "rollback") as forged:
+        for event in events:
+            forged.append(event["kind"], event["data"], phase=event["phase"], nodeid=event["nodeid"])
+        forged.seal()
+
+    result = verify_bundle(bundle)
+    assert result.ok
+    assert result.last_hash != printed
 
 
 def test_altered_artifact(bundle: Path) -> None:
@@ -559,33 +763,377 @@ def test_missing_manifest_still_checks_the_chain(bundle: Path) -> None:
     (bundle / "manifest.json").unlink()
 
     result = verify_bundle(bundle)
-    assert (result.ok, result.chain_intact, result.events) == (False, True, 10)
-    assert result.problems == [MISSING_MANIFEST]
+    assert (result.ok, result.chain_intact, result.sealed, result.events) == (False, True, True, 11)
+    assert result.problems == [
+        "manifest.json: missing (the seal at evidence.jsonl line 11 records it; removed after the run)"
+    ]
+
+
+def test_missing_journal_is_named_and_the_rest_still_checked(bundle: Path) -> None:
+    (bundle / "evidence.jsonl").unlink()
+    (bundle / "timeline.md").write_text("# Timeline, rewritten\n")
+
+    assert verify_bundle(bundle).problems == [
+        "evidence.jsonl: missing (the bundle has its manifest.json, so the journal was removed after the run)",
+        "timeline.md: sha256 differs from manifest (altered)",
+    ]
 
 
 def test_manifest_that_is_not_json(bundle: Path) -> None:
     (bundle / "manifest.json").write_text("{not json")
 
-    assert verify_bundle(bundle).problems == ["manifest.json: not valid JSON (altered)"]
+    assert verify_bundle(bundle).problems == [
+        MANIFEST_SHA_DIFFERS,
+        "manifest.json: not valid JSON (altered); the other files cannot be checked against it",
+    ]
 
 
 def test_manifest_pointing_outside_the_bundle_is_not_followed(bundle: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = manifest_of(bundle)
     manifest["files"]["../outside.txt"] = "0" * 64
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_json(bundle / "manifest.json", manifest)
 
     assert verify_bundle(bundle).problems == [
-        "manifest.json: lists '../outside.txt', a path outside the bundle (altered)"
+        MANIFEST_SHA_DIFFERS,
+        'manifest.json: lists "../outside.txt", a path outside the bundle (altered)',
+    ]
+
+
+def upper_case_one_hex_letter(manifest: dict[str, Any]) -> None:
+    digest = manifest["files"]["report.html"]
+    at = next(i for i, c in enumerate(digest) if c in "abcdef")
+    manifest["files"]["report.html"] = digest[:at] + digest[at].upper() + digest[at + 1 :]
+
+
+def another_valid_time(manifest: dict[str, Any]) -> None:
+    manifest["created"] = "2026-11-26T13:02:11.123+00:00"
+
+
+def an_extra_key(manifest: dict[str, Any]) -> None:
+    manifest["approved"] = True
+
+
+def another_hash_for_a_file(manifest: dict[str, Any]) -> None:
+    manifest["files"]["report.html"] = hashlib.sha256(b"<html>forged</html>\n").hexdigest()
+
+
+def another_journal_last_hash(manifest: dict[str, Any]) -> None:
+    manifest["journal_last_hash"] = "f" * 64
+
+
+def fewer_journal_events(manifest: dict[str, Any]) -> None:
+    manifest["journal_events"] = 9
+
+
+def a_file_dropped(manifest: dict[str, Any]) -> None:
+    del manifest["files"]["report.html"]
+
+
+def the_journal_listed(manifest: dict[str, Any]) -> None:
+    manifest["files"]["evidence.jsonl"] = "0" * 64
+
+
+def an_impossible_time(manifest: dict[str, Any]) -> None:
+    manifest["created"] = "2026-02-30T13:02:11.123+00:00"
+
+
+MANIFEST_EDITS: list[tuple[Callable[[dict[str, Any]], None], str | None]] = [
+    (
+        upper_case_one_hex_letter,
+        "manifest.json: the sha256 listed for report.html is {digest}, not 64 lower-case hex digits (altered)",
+    ),
+    (another_valid_time, None),
+    (an_extra_key, 'manifest.json: unknown key "approved" (altered)'),
+    (
+        another_hash_for_a_file,
+        "manifest.json: the sha256 it lists for report.html is not the file's (altered)",
+    ),
+    (
+        another_journal_last_hash,
+        "manifest.json: journal_last_hash is not the hash of evidence.jsonl line 10 (altered)",
+    ),
+    (
+        fewer_journal_events,
+        "manifest.json: records 9 journal events before the seal, the journal has 10 (altered)",
+    ),
+    (a_file_dropped, "manifest.json: does not list report.html, which is in the bundle (altered)"),
+    (
+        the_journal_listed,
+        "manifest.json: lists evidence.jsonl among the files, which the run never does: the seal covers it "
+        "(altered)",
+    ),
+    (
+        an_impossible_time,
+        'manifest.json: created "2026-02-30T13:02:11.123+00:00" is not a UTC time as the run writes it, like '
+        "2026-11-26T13:02:11.123+00:00 (altered)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"), MANIFEST_EDITS, ids=[edit.__name__ for edit, _ in MANIFEST_EDITS]
+)
+def test_manifest_value_edits_are_detected_and_blamed_on_the_manifest(
+    bundle: Path, edit: Callable[[dict[str, Any]], None], problem: str | None
+) -> None:
+    manifest = manifest_of(bundle)
+    edit(manifest)
+    write_json(bundle / "manifest.json", manifest)
+
+    expected = [MANIFEST_SHA_DIFFERS]
+    if problem is not None:
+        expected.append(problem.format(digest=json.dumps(manifest["files"].get("report.html"))))
+    assert verify_bundle(bundle).problems == expected
+
+
+FORM = (
+    "manifest.json: not byte for byte as the run writes it "
+    "(spacing, key order, escaping or a repeated key changed; altered)"
+)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda raw: raw.replace(b'": "', b'":  "', 1),  # whitespace
+        lambda raw: raw + b"\n",  # a blank line at the end
+        lambda raw: raw.replace(b"\n", b"\r\n"),  # Windows line ends
+        lambda raw: raw.rstrip(b"\n"),  # the end of line removed
+        lambda raw: raw.replace(b"report.html", b"report\\u002ehtml"),  # the same name, escaped
+        lambda raw: raw.replace(
+            b'\n  "created"', b'\n  "created": "1999-01-01T00:00:00.000+00:00",\n  "created"'
+        ),
+    ],
+    ids=["space", "blank-line", "crlf", "no-eol", "escaped-name", "repeated-key"],
+)
+def test_manifest_byte_edits_with_the_same_values_are_detected(
+    bundle: Path, edit: Callable[[bytes], bytes]
+) -> None:
+    path = bundle / "manifest.json"
+    altered = edit(path.read_bytes())
+    assert json.loads(altered) == manifest_of(bundle)  # the same values, other bytes
+    path.write_bytes(altered)
+
+    assert verify_bundle(bundle).problems == [MANIFEST_SHA_DIFFERS, FORM]
+
+
+def test_key_order_is_part_of_the_form(bundle: Path) -> None:
+    manifest = manifest_of(bundle)
+    write_json(bundle / "manifest.json", dict(reversed(manifest.items())))
+
+    assert verify_bundle(bundle).problems == [MANIFEST_SHA_DIFFERS, FORM]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (upper_case_one_hex_letter, "the sha256 listed for report.html is"),
+        (an_extra_key, 'unknown key "approved"'),
+        (an_impossible_time, "is not a UTC time as the run writes it"),
+        (
+            lambda manifest: manifest.update(journal_events=True),
+            "journal_events true is not a number of events",
+        ),
+    ],
+    ids=["hex-case", "extra-key", "bad-created", "events-not-a-number"],
+)
+def test_manifest_checks_itself_without_the_seal(
+    bundle: Path, edit: Callable[[dict[str, Any]], None], problem: str
+) -> None:
+    """With the seal removed the manifest cannot be compared with it, and still checks its own values."""
+    rewrite_journal(bundle, lambda lines: lines[:-1])
+    manifest = manifest_of(bundle)
+    edit(manifest)
+    write_json(bundle / "manifest.json", manifest)
+
+    problems = verify_bundle(bundle).problems
+    assert problems[0] == NOT_SEALED
+    assert any(p.startswith("manifest.json: ") and problem in p for p in problems[1:]), problems
+
+
+def test_manifest_whitespace_is_detected_without_the_seal(bundle: Path) -> None:
+    rewrite_journal(bundle, lambda lines: lines[:-1])
+    path = bundle / "manifest.json"
+    path.write_bytes(path.read_bytes().replace(b'": "', b'" : "', 1))
+
+    assert verify_bundle(bundle).problems == [NOT_SEALED, FORM]
+
+
+def test_a_seal_with_other_data_is_not_trusted(bundle: Path) -> None:
+    def edit(lines: list[bytes]) -> list[bytes]:
+        seal = json.loads(lines[-1])
+        seal["data"]["note"] = "extra"
+        seal["hash"] = design_hash(seal)
+        return [*lines[:-1], json.dumps(seal, separators=(",", ":")).encode() + b"\n"]
+
+    rewrite_journal(bundle, edit)
+
+    result = verify_bundle(bundle)
+    assert not result.sealed
+    assert result.problems == [
+        "evidence.jsonl line 11 (seq 11): the seal does not hold exactly the manifest's sha256 and its number "
+        "of files (altered)"
     ]
 
 
 def test_read_events_is_strict_unless_asked(bundle: Path) -> None:
     rewrite_journal(bundle, lambda lines: [*lines[:-1], lines[-1][:40]])
 
-    with pytest.raises(ValueError, match="line 10"):
+    with pytest.raises(ValueError, match="line 11"):
         read_events(bundle / "evidence.jsonl")
     prefix = read_events(bundle / "evidence.jsonl", strict=False)
-    assert [event["seq"] for event in prefix] == list(range(1, 10))
+    assert [event["seq"] for event in prefix] == list(range(1, 11))
+
+
+# --- tamper: every single-byte change of every file is detected and blamed on that file ----------------
+
+
+def bundle_file_names(bundle: Path) -> list[str]:
+    return sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+
+
+def sample_offsets(size: int, relative: str, limit: int | None) -> list[int]:
+    """Every offset of manifest.json and of files up to limit bytes (of every file when limit is None); of a
+    larger file its first and last 100 bytes and a fixed pseudo-random sample of the rest (the same every
+    run), limit offsets in all."""
+    if limit is None or relative == "manifest.json" or size <= limit:
+        return list(range(size))
+    rng = random.Random(f"{relative}:{size}")
+    middle = rng.sample(range(100, size - 100), limit - 200)
+    return sorted({*range(100), *range(size - 100, size), *middle})
+
+
+def tamper_every_byte(
+    bundle: Path, masks: tuple[int, ...] = (0x01, 0x20), limit: int | None = None
+) -> tuple[int, list[str]]:
+    """Change each sampled byte of each file (XOR with each mask: the low bit, and the letter case), verify,
+    restore. Returns how many alterations were tried and a description of each one missed or misblamed."""
+    tried = 0
+    misses: list[str] = []
+    for relative in bundle_file_names(bundle):
+        path = bundle / relative
+        original = path.read_bytes()
+        for offset in sample_offsets(len(original), relative, limit):
+            for mask in masks:
+                altered = bytearray(original)
+                altered[offset] ^= mask
+                path.write_bytes(bytes(altered))
+                problems = verify_bundle(bundle).problems
+                tried += 1
+                if not names_only(problems, relative):
+                    misses.append(f"{relative} byte {offset} ^ {mask:#04x}: {problems}")
+        path.write_bytes(original)
+    return tried, misses
+
+
+def test_tamper_every_single_byte_change_of_every_file_is_detected(bundle: Path) -> None:
+    tried, misses = tamper_every_byte(bundle)
+
+    assert misses == []
+    assert tried == 2 * sum((bundle / name).stat().st_size for name in bundle_file_names(bundle))
+    assert verify_bundle(bundle).ok  # every file restored
+
+
+@pytest.mark.parametrize("relative", ["evidence.jsonl", "manifest.json", *BUNDLE_FILES])
+def test_deleted_file_is_named_missing_exit_1(
+    bundle: Path, relative: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bundle / relative).unlink()
+
+    assert main(["verify", str(bundle)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"ALTERED: {bundle}"
+    assert [line for line in out[1:] if line.startswith("  ")] == [
+        line for line in out[1:] if line.startswith(f"  {relative}: missing")
+    ]
+    assert len(out) >= 2
+
+
+def test_cli_missing_journal_is_altered_not_a_usage_error(bundle: Path) -> None:
+    (bundle / "evidence.jsonl").unlink()
+
+    result = run_cli("verify", str(bundle))
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout.splitlines() == [
+        f"ALTERED: {bundle}",
+        "  evidence.jsonl: missing (the bundle has its manifest.json, so the journal was removed after the run)",
+    ]
+
+
+# --- a real bundle, from a real pytest session ----------------------------------------------------------
+
+PLUGINS = ["plugins.options", "plugins.flow", "plugins.evidence", "plugins.report", "fixtures.environment"]
+# Complete for the rollback flow (preflight passes): command templates that do nothing, folders made below.
+REMOTE = f"""
+name = "Remote"
+kind = "remote"
+[service]
+base_url = "http://127.0.0.1:9"
+[notify]
+webhook_url = "http://127.0.0.1:9/hook"
+[packages]
+dir = "offline"
+[paths]
+log_dirs = ["logs"]
+timeline_dir = "logs"
+[approval]
+required = false
+[drivers]
+deploy = "command"
+[drivers.command]
+stop_site = [{json.dumps(sys.executable)}, "-c", "pass"]
+deploy = [{json.dumps(sys.executable)}, "-c", "pass", "{{package}}"]
+start_site = [{json.dumps(sys.executable)}, "-c", "pass"]
+"""
+
+
+def phase_module(phase: str, *markers: str) -> str:
+    marks = ", ".join([*(f"pytest.mark.{m}" for m in markers), f'pytest.mark.phase("{phase}")'])
+    return f"import pytest\npytestmark = [{marks}]\n\ndef test_step(runbook):\n    runbook.record('note', {{'text': 'naïve ✓ \\x1b[0m'}})\n"
+
+
+@pytest.fixture
+def session_bundle(pytester: pytest.Pytester) -> tuple[Path, str]:
+    """A real rollback-flow session (PRE and RB-5 stand-ins, a remote environment where nothing listens):
+    its sealed bundle and the terminal's `Journal:  last hash` line."""
+    pytester.makeconftest(f"pytest_plugins = {PLUGINS!r}\n")
+    pytester.makeini(
+        "[pytest]\nmarkers =\n    rollback\n    bluegreen\n    traffic\n    dr_smoke\n    dr_e2e\n"
+        "    dr_axe\n    dr_zap\n    phase(id)\naddopts = --strict-markers -p no:cacheprovider\n"
+    )
+    (pytester.path / "environments").mkdir()
+    (pytester.path / "environments" / "Remote.toml").write_text(REMOTE)
+    (pytester.path / "offline").mkdir()
+    (pytester.path / "logs").mkdir()
+    pytester.makepyfile(test_pre=phase_module("PRE", "rollback", "bluegreen"))
+    pytester.makepyfile(test_rb5=phase_module("RB-5", "rollback"))
+    result = pytester.runpytest("-m", "rollback", "--env", "Remote")
+    result.assert_outcomes(passed=2)
+    (bundle,) = sorted((pytester.path / "reports").iterdir())
+    (line,) = [line for line in result.outlines if line.startswith("Journal:")]
+    return bundle, line
+
+
+def test_a_real_session_is_sealed_and_prints_the_seals_hash(session_bundle: tuple[Path, str]) -> None:
+    bundle, line = session_bundle
+    events = read_events(bundle / "evidence.jsonl")
+
+    assert [e["kind"] for e in events[-2:]] == ["run.end", "seal"]
+    assert line == f"Journal:  last hash {events[-1]['hash']} (keep it with the change record)"
+    result = verify_bundle(bundle)
+    assert (result.ok, result.sealed, result.last_hash) == (True, True, events[-1]["hash"])
+    assert {"report.html", "junit.xml", "timeline.md", "evidence.jsonl", "manifest.json"} <= set(
+        bundle_file_names(bundle)
+    )
+
+
+def test_tamper_a_real_bundle(session_bundle: tuple[Path, str]) -> None:
+    bundle, _ = session_bundle
+    tried, misses = tamper_every_byte(bundle, masks=(0x01,), limit=600)
+
+    assert misses == []
+    assert tried >= 600
+    assert verify_bundle(bundle).ok
 
 
 # --- the CLI --------------------------------------------------------------------------------------------
@@ -593,9 +1141,13 @@ def test_read_events_is_strict_unless_asked(bundle: Path) -> None:
 
 def test_cli_ok(bundle: Path) -> None:
     result = run_cli("verify", str(bundle))
+    last_hash = read_events(bundle / "evidence.jsonl")[-1]["hash"]
 
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"OK: {bundle}: 10 events, chain intact, manifest matches (6 files)\n"
+    assert result.stdout.splitlines() == [
+        f"OK: {bundle}: 11 events, chain intact, sealed, manifest matches (6 files)",
+        f"journal last hash {last_hash} (compare it with the copy kept with the change record)",
+    ]
 
 
 def test_cli_altered_lists_every_problem(bundle: Path) -> None:
@@ -609,8 +1161,22 @@ def test_cli_altered_lists_every_problem(bundle: Path) -> None:
         f"ALTERED: {bundle}",
         "  evidence.jsonl line 5 (seq 6): seq 6, expected 5 (line removed)",
         "  evidence.jsonl line 5 (seq 6): prev_hash does not link to line 4 (line removed or reordered)",
+        "  evidence.jsonl: 9 events before the seal, manifest.json records 10 (events removed or added before "
+        "the seal)",
         "  artifacts/monitor.csv: sha256 differs from manifest (altered)",
-        f"  {JOURNAL_SHA_DIFFERS}",
+    ]
+
+
+def test_cli_altered_file_with_an_intact_chain_says_so(bundle: Path) -> None:
+    (bundle / "report.html").write_text("<html>forged</html>\n")
+
+    result = run_cli("verify", str(bundle))
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"ALTERED: {bundle}",
+        "  report.html: sha256 differs from manifest (altered)",
+        "note: the journal's 11 events form an intact chain, sealed by its last event",
     ]
 
 
@@ -618,7 +1184,10 @@ def test_cli_altered_lists_every_problem(bundle: Path) -> None:
     ("args", "message"),
     [
         (["verify", "{missing}"], "{missing}: no such directory"),
-        (["verify", "{empty}"], "{empty}: no evidence.jsonl in it (not an evidence bundle?)"),
+        (
+            ["verify", "{empty}"],
+            "{empty}: no evidence.jsonl and no manifest.json in it (not an evidence bundle?)",
+        ),
         (["check", "{bundle}"], "invalid choice: 'check'"),
         ([], "the following arguments are required: COMMAND"),
         (["verify"], "the following arguments are required: BUNDLE_DIR"),
