@@ -98,7 +98,7 @@ def one_drill(workdir: Path) -> Figures:
     if kept is not None:
         kept.stop()
     (bundle,) = list((workdir / "reports").iterdir())
-    events = read_events(bundle / "evidence.jsonl")
+    events = read_events(bundle / "evidence.jsonl", seal=False)  # run.start .. run.end
     actions = {e["data"]["name"]: e["data"] for e in events if e["kind"] == "action"}
     stamps = {e["data"]["name"]: datetime.fromisoformat(e["ts"]) for e in events if e["kind"] == "action"}
     journal_s = (
