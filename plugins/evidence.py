@@ -122,7 +122,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     if active:
         assert run is not None
         failed = any(p.outcome == "failed" for p in run.phases.values()) or session.testsfailed > 0
-        run.outcome = "failed" if failed or exitstatus not in (0,) else "passed"
+        if run.site_down and session.exitstatus == 0:
+            # A site left down is a failed run, whatever the tests said: exit code 1.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            exitstatus = int(session.exitstatus)
+        run.outcome = "failed" if failed or run.site_down or exitstatus not in (0,) else "passed"
         run.record(
             "run.end",
             {
@@ -135,6 +139,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
                 "restore_result": run.restore_result,
                 "blocked_by": run.blocked_by[0] if run.blocked_by else None,
                 "warnings": len(run.warnings),
+                "site_down": run.site_down,
             },
             phase=None,
         )
@@ -244,12 +249,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if run is None or run.bundle is None:
         return
     tr = terminalreporter
+    if run.site_down:
+        tr.write_sep("!", f"SITE DOWN: {run.env.redact(run.site_down)}", red=True, bold=True)
     tr.section("runbook evidence")
-    tr.write_line(f"Outcome:  {run.outcome_words()}")
+    tr.write_line(f"Outcome:  {run.env.redact(run.outcome_words())}", red=bool(run.site_down))
     if run.version_from or run.version_to:
-        tr.write_line(f"Versions: {run.version_from} -> {run.version_to}")
+        tr.write_line(f"Versions: {run.version_from or 'unknown'} -> {run.version_to or 'not reached'}")
     tr.write_line(
-        f"Rollback: {'ran (' + str(run.rollback_result) + ')' if run.rollback_ran else 'did not run'}"
+        f"Rollback: {'ran (' + (run.rollback_result or 'result unknown') + ')' if run.rollback_ran else 'did not run'}"
     )
     for warning in run.warnings:
         tr.write_line(f"WARNING:  {warning}", yellow=True)
@@ -262,6 +269,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if run.lab_urls and (run.options.keep_lab or run.lab_reused):
         tr.write_line("Lab left running: " + ", ".join(f"{k} {v}" for k, v in run.lab_urls.items()))
         tr.write_line("          stop it with `make clean-lab`")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A site left down is also the very last line the operator sees, after pytest's own summary."""
+    run = config.stash.get(run_key, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if run is None or not run.site_down or reporter is None:
+        return
+    reporter.write_sep(
+        "!", f"SITE DOWN on {run.env.name}: the runbook could not bring it back; restore it by hand now",
+        red=True, bold=True,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -262,3 +262,35 @@ def test_missing_tool_of_a_required_row_fails_pre_and_nothing_is_stopped(remote_
     assert outcomes["PRE"] == "failed"
     assert outcomes["BG-1"] == "blocked"
     assert remote_site.version_at(remote_site.public_url) == "1.0.0"
+
+
+def test_a_restore_that_fails_leaves_the_loudest_line_of_the_run(remote_site: RemoteSite) -> None:
+    """Single node: RB-3's deploy fails after RB-2 stopped the site, and so does the restore of what was serving:
+    SITE DOWN in the terminal, the report's headline and the journal, an Alert notification, exit code 1."""
+    fail = remote_site.dir / "fail"
+    fail.mkdir()
+    (fail / "deploy").write_text("Access denied: D:/MCMS/releases")
+    env_file = remote_site.env_file(
+        service=f'[service]\nbase_url = "{remote_site.url("blue")}"\ntimeout_s = 2.0\nretries = 0',
+        slots="",
+        drivers='[drivers]\ndeploy = "command"\nstart_timeout_s = 5.0\ncommand_timeout_s = 30',
+    )
+    rc, output, reports = run_runbook(
+        remote_site, "-m", "rollback and not dr_e2e and not dr_axe and not dr_zap", "--approved-by", "A. Operator",
+        env_file=env_file,
+    )  # fmt: skip
+    assert rc == 1, output
+    assert "SITE DOWN: restoring 0.9.0 on the active node failed" in output
+    last = output.rstrip().splitlines()[-1]
+    assert last.strip("! ").startswith("SITE DOWN on RemoteStage: the runbook could not bring it back"), last
+    bundle = only_bundle(reports)
+    events = read_events(bundle / "evidence.jsonl")
+    (down,) = [e["data"] for e in events if e["kind"] == "site.down"]
+    assert "restoring 0.9.0 on the active node failed" in down["what"]
+    assert [e["data"]["event_type"] for e in events if e["kind"] == "notify"][-1] == "Alert"
+    (end,) = [e["data"] for e in events if e["kind"] == "run.end"]
+    assert end["outcome"] == "failed"
+    assert end["site_down"] == down["what"]
+    report = (bundle / "report.html").read_text(encoding="utf-8")
+    assert report.index('id="runbook-site-down"') < report.index("Runbook summary")
+    assert remote_site.version_at(remote_site.url("blue")) is None

@@ -71,6 +71,9 @@ def main() -> int:
     cfg = json.loads((site / "site.json").read_text())
     if (site / "slow" / args.verb).exists():
         time.sleep(float((site / "slow" / args.verb).read_text()))
+    if (site / "fail" / args.verb).exists():
+        print(f"{args.verb} failed: {(site / 'fail' / args.verb).read_text()}", file=sys.stderr)
+        return 1
     if args.verb == "active":
         print(_control(site, "GET", "/active")["active"])
         return 0
@@ -78,7 +81,7 @@ def main() -> int:
         _control(site, "POST", "/switch", {"to": args.slot})
         print(f"switched to {args.slot}")
         return 0
-    slot = args.slot
+    slot = "blue" if args.slot == "active" else args.slot  # a single-node site's one node is blue
     if slot not in cfg["ports"]:
         print(f"unknown slot {slot!r}", file=sys.stderr)
         return 2
