@@ -32,7 +32,9 @@ def test_approval_recorded_before_anything_changes(runbook: RunbookRun, environm
     here, before any phase acts; in the Lab the drill approves itself (lab-auto)."""
     approver = runbook.options.approved_by or ("lab-auto" if environment.is_lab else None)
     if approver is None:
-        runbook.record("note", {"message": f"no approver given; {environment.source}: [approval] required = false"})
+        runbook.record(
+            "note", {"message": f"no approver given; {environment.source}: [approval] required = false"}
+        )
         return
     runbook.approver = approver
     runbook.record(
