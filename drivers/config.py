@@ -372,9 +372,17 @@ def _sensitive_part(secret: str) -> str:
     return secret
 
 
+_SHORT_SECRET = 4  # shorter secrets are hidden where they stand alone, not inside every word that holds them
+
+
 def redact_text(text: str, secrets: frozenset[str] | set[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
+        if len(secret) < _SHORT_SECRET:
+            # Replacing every "k" would destroy the evidence ("***eep_lab") and still not protect a one-letter
+            # key; it is hidden wherever it stands as a value of its own.
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])", "***", text)
+        else:
+            text = text.replace(secret, "***")
     windows = {
         part[i : i + _FRAGMENT]
         for part in map(_sensitive_part, secrets)

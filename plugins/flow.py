@@ -179,9 +179,16 @@ def redact_report(run: RunbookRun, report: pytest.TestReport) -> None:
     """Secrets never reach the terminal, junit.xml or report.html through a failure message or captured output."""
     if not run.env.secrets:
         return
-    text = report.longreprtext if report.longrepr is not None else ""
-    if any(secret in text for secret in run.env.secrets):
-        report.longrepr = run.env.redact(text)
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        # A skip's (path, line, message): pytest needs it to stay a tuple (a string here is an INTERNALERROR).
+        path, lineno, message = longrepr
+        report.longrepr = (path, lineno, run.env.redact(message))
+    else:
+        text = report.longreprtext if longrepr is not None else ""
+        redacted = run.env.redact(text)
+        if redacted != text:
+            report.longrepr = redacted
     report.sections = [(title, run.env.redact(content)) for title, content in report.sections]
 
 

@@ -340,3 +340,31 @@ def test_a_failing_evidence_writer_does_not_stop_the_run(runbook_project: pytest
     result.stdout.fnmatch_lines(["*EVIDENCE WRITER ERROR: evidence writer broken-writer failed*disk gone*"])
     (bundle,) = bundles(runbook_project)
     assert verify_bundle(bundle).ok
+
+
+@pytest.mark.parametrize("secret", ["k", "k2", "key", "key-4242-long"])
+def test_redaction_never_crashes_whatever_the_secret_length(
+    runbook_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """A blocked phase's skip reason is a (path, line, message) tuple pytest needs intact; a one-letter secret
+    is hidden where it stands alone and does not turn every "k" of the evidence into ***."""
+    monkeypatch.setenv("RUNBOOK_TEST_KEY", secret)
+    env = runbook_project.path / "environments" / "Remote.toml"
+    env.write_text(env.read_text() + '[zap]\napi_key = "${RUNBOOK_TEST_KEY}"\n')
+    runbook_project.makepyfile(
+        test_pre=phase_module(
+            "PRE", "rollback", body=f'def test_step():\n    raise AssertionError("value {secret} refused")\n'
+        ),
+        test_rb1=phase_module("RB-1", "rollback"),
+    )
+    result = runbook_project.runpytest("-m", "rollback", "--env", "Remote")
+    out = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in out
+    assert result.ret == 1
+    result.assert_outcomes(failed=1, skipped=1)
+    assert f"value {secret} refused" not in out
+    assert "value *** refused" in out
+    (bundle,) = bundles(runbook_project)
+    journal = (bundle / "evidence.jsonl").read_text()
+    assert '"kind":"run.start"' in journal, "ordinary words stay readable"
+    assert verify_bundle(bundle).ok, verify_bundle(bundle).problems
