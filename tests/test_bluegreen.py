@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lab import NEXT, Lab
 from plugins.journal import verify_bundle
 
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
@@ -196,3 +197,33 @@ def test_approval_required_outside_the_lab(
     )
     assert not (pytester.path / "r").exists(), "no evidence bundle before preflight passed"
     assert not called.exists(), "no command may run before preflight passed"
+
+
+def test_two_releases_on_one_kept_lab_alternate_slots(drill: Any) -> None:
+    """A kept Lab after a release has green live, like a real site: the next release goes to blue, nothing is done
+    to green, and the public address answers every probe of both runs."""
+    first = drill(marker="bluegreen")
+    assert first.returncode == 0, first.output
+    lab = Lab.attach(first.lab_dir)
+    assert lab is not None
+    assert lab.router.active() == "green"
+    lab.publish(NEXT)  # the next release arrives in the offline folder
+
+    second = drill(marker="bluegreen")
+    assert second.returncode == 0, second.output
+    assert "reusing the Lab kept running" in " ".join(
+        e["data"].get("message", "") for e in second.kinds("note")
+    )
+    (slots,) = [e["data"] for e in second.kinds("slots")]
+    assert (slots["live"], slots["idle"], slots["live_version"]) == ("green", "blue", "1.1.0")
+    acted = {(e["data"]["name"], e["data"]["target"]) for e in second.kinds("action")}
+    assert {("deploy", "blue"), ("stop_site", "blue"), ("switch_traffic", "blue")} <= acted
+    assert not {a for a in acted if a[1] == "green" and a[0] in ("deploy", "stop_site", "recycle_pool")}
+    assert second.run_end()["version_from"] == "1.1.0"
+    assert second.run_end()["version_to"] == NEXT
+    assert second.served_version() == NEXT
+    assert second.version_at("green") == "1.1.0", "the previously live slot is the warm standby"
+    for run in (first, second):
+        (watch,) = [e["data"] for e in run.kinds("note") if "failed_before_switch" in e["data"]]
+        assert watch["probes"] >= 5
+        assert (watch["failed_before_switch"], watch["failed_after_switch"]) == (0, 0), watch
