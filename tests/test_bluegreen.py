@@ -30,8 +30,11 @@ def test_green_release(drill: Any) -> None:
     assert (end["version_from"], end["version_to"], end["rollback_ran"]) == ("1.0.0", "1.1.0", False)
     assert d.served_version() == "1.1.0"
     assert d.version_at("blue") == "1.0.0", "blue must still be running as the warm standby"
-    (approval,) = [e["data"] for e in d.kinds("approval")]
-    assert approval["approver"] == "lab-auto"
+    # Approved up front in PRE (the Lab approves its own drills), and the switch itself at BG-3.
+    assert [(e["phase"], e["data"]["approver"]) for e in d.kinds("approval")] == [
+        ("PRE", "lab-auto"),
+        ("BG-3", "lab-auto"),
+    ]
     assert d.notified() == [("Approved", "delivered")]
     (decision,) = rollbacks(d)
     assert decision["result"] == "not needed"
