@@ -139,7 +139,7 @@ def _must_exist(found: list[str], src: str, key: str, path: Path, *, folder: boo
             if path.is_dir()
             else "no such " + what
         )
-        found.append(f"{src}: {key} = {str(path)!r}: expected an existing {what} ({seen})")
+        found.append(f'{src}: {key} = "{path}": expected an existing {what} ({seen})')
     return ok
 
 
@@ -187,7 +187,7 @@ def _row_files(run: RunbookRun) -> list[str]:
             except RulesError as exc:
                 found.append(f"[zap] rules: {exc}")
     if "DR-E2E" in rows and env.e2e.junit and not project_path(run, env.e2e.junit).parent.is_dir():
-        found.append(f"{src}: [e2e] junit = {env.e2e.junit!r}: its folder does not exist")
+        found.append(f'{src}: [e2e] junit = "{env.e2e.junit}": its folder does not exist')
     return found
 
 
