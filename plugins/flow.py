@@ -50,6 +50,7 @@ for _phases in FLOWS.values():
     assert list(_phases) == sorted(_phases, key=TOTAL_ORDER.index)
 
 plan_key = pytest.StashKey["Plan"]()
+plan_problems_key = pytest.StashKey[list[str]]()
 
 
 @dataclass
@@ -130,7 +131,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run.phases = {p: PhaseRecord(p, [i.nodeid for i in items]) for p, items in plan.phases.items()}
     # Nothing before preflight: every problem of the file, the flow and the options, at once (exit 4).
     plan_only = bool(config.getoption("runbook_plan") or config.option.collectonly)
-    preflight.raise_if_problems(preflight.check(run, plan.phases, plan_only=plan_only), run)
+    problems = preflight.check(run, plan.phases, plan_only=plan_only)
+    if config.getoption("runbook_plan"):
+        # The plan is what an operator reads before deciding: it lists what preflight would refuse.
+        config.stash[plan_problems_key] = problems
+        return
+    preflight.raise_if_problems(problems, run)
 
 
 def _run(config: pytest.Config) -> RunbookRun | None:
@@ -282,5 +288,10 @@ def render_plan(plan: Plan, config: pytest.Config) -> str:
             lines.append(f"- [ ] {label}  `{item.nodeid}`")
         if phase in RECORDING_PHASES:
             lines.append("  (recording phase: runs even after a failed gate)")
+        lines.append("")
+    problems = config.stash.get(plan_problems_key, [])
+    if problems and run is not None:
+        lines += ["## Preflight would refuse this run", ""]
+        lines += [f"- {run.env.redact(p)}" for p in problems]
         lines.append("")
     return "\n".join(lines)

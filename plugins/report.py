@@ -147,6 +147,30 @@ def render_sections(run: RunbookRun) -> list[str]:
         sections.append(
             f'<div class="runbook" id="runbook-notifications"><h2>Notifications</h2>{table}</div>'
         )
+    watch = next(
+        (e["data"] for e in run.events if e["kind"] == "note" and "failed_before_switch" in e["data"]), None
+    )
+    if watch is not None:
+        before, after = watch["failed_before_switch"], watch["failed_after_switch"]
+        cls = "bad" if before else ("warn" if after else "ok")
+        sections.append(
+            f'<div class="runbook" id="runbook-public-watch"><h2>Public address during the run</h2>'
+            f'<p class="{cls}">{_e(watch["url"], run)}: {watch["probes"]} probes every {watch["interval_s"]:g} s, '
+            f"{before} failed before the switch, {after} after it.</p></div>"
+        )
+    findings = [
+        e for e in run.events if e["kind"] == "finding" and e["data"].get("tool") in ("public-watch", "scope")
+    ]
+    if findings:
+        rows = [
+            [e["ts"][11:23], e["phase"] or "", e["data"].get("tool", ""),
+             e["data"].get("message") or e["data"].get("url") or e["data"].get("page") or ""]
+            for e in findings
+        ]  # fmt: skip
+        sections.append(
+            f'<div class="runbook" id="runbook-findings"><h2>Findings: public address and browser scope</h2>'
+            f"{_table(run, ['time', 'phase', 'tool', 'what'], rows)}</div>"
+        )
     timeline = [[e["ts"][11:23], e["phase"] or "", describe(e)] for e in run.events]
     sections.append(
         f'<div class="runbook" id="runbook-timeline"><h2>Timeline (UTC)</h2>'

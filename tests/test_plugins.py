@@ -368,3 +368,19 @@ def test_redaction_never_crashes_whatever_the_secret_length(
     journal = (bundle / "evidence.jsonl").read_text()
     assert '"kind":"run.start"' in journal, "ordinary words stay readable"
     assert verify_bundle(bundle).ok, verify_bundle(bundle).problems
+
+
+def test_runbook_plan_lists_what_preflight_would_refuse(runbook_project: pytest.Pytester) -> None:
+    """The plan is read before deciding: it runs nothing, and says what preflight would refuse."""
+    env = runbook_project.path / "environments" / "Remote.toml"
+    env.write_text(env.read_text().replace('timeline_dir = "logs"', 'timeline_dir = "no-such-folder"'))
+    write_rollback_modules(runbook_project)
+    result = runbook_project.runpytest("-m", "rollback", "--env", "Remote", "--runbook-plan")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "## Preflight would refuse this run",
+            '- *Remote.toml: [[]paths[]] timeline_dir = "*no-such-folder": expected an existing folder (no such folder)',
+        ]
+    )
+    assert not (runbook_project.path / "reports").exists()
