@@ -230,3 +230,18 @@ def test_two_releases_on_one_kept_lab_alternate_slots(drill: Any) -> None:
         (watch,) = [e["data"] for e in run.kinds("note") if "failed_before_switch" in e["data"]]
         assert watch["probes"] >= 5
         assert (watch["failed_before_switch"], watch["failed_after_switch"]) == (0, 0), watch
+
+
+def test_switch_run_refuses_when_the_idle_slot_changed_since_the_gate(drill: Any) -> None:
+    """Someone switched traffic by hand between the CI gate and the switch run: the slot the gate verified is
+    now the live one. The switch run refuses and touches nothing."""
+    gate = drill(marker="bluegreen and not traffic")
+    assert gate.returncode == 0, gate.output
+    lab = Lab.attach(gate.lab_dir)
+    assert lab is not None
+    lab.router.switch("green")  # by hand, outside the runbook
+    switch = drill("--approved-by", "Alice Example", marker="bluegreen and traffic")
+    assert switch.returncode == 1, switch.output
+    assert "the gate verified the release on green, but blue is the idle slot now" in switch.output
+    assert not [e for e in switch.kinds("action") if e["data"]["name"] == "switch_traffic"]
+    assert lab.router.active() == "green"

@@ -33,6 +33,7 @@ from drivers.deploy import DEPLOY_DRIVERS, CommandDeployDriver, deploy_driver
 from drivers.notify import Notifier
 from drivers.packages import Package, PackageError, find_packages, version_key
 from drivers.probe import Prober, ScopeError, SmokeCheck, smoke_checks
+from drivers.router import router_driver
 
 # -- a loopback HTTP server whose answers each test scripts ----------------------------------------
 
@@ -1263,3 +1264,66 @@ def test_notify_target_never_shows_credentials_or_path(tmp_path: Path) -> None:
         "https://svc:hunter2@hooks.corp.example:8443/webhook/tok3n", "generic", tmp_path / "o.jsonl"
     )
     assert notifier.target == "https://hooks.corp.example:8443/…"
+
+
+# -- the live slot is never acted on (drivers.deploy.DeployDriver.refuse_live) ------------------------------
+
+
+def test_deploy_verbs_refuse_the_live_slot(tmp_path: Path, scripts: Scripts, closed_url: str) -> None:
+    driver = command_driver(command_env(tmp_path, closed_url, standard_commands(scripts)))
+    driver.live_slot = lambda: "green"
+    package = Package("1.1.0", tmp_path / "MCMS_Setup_1.1.0.zip")
+    with pytest.raises(DriverError, match=r"^refusing to stop green: it is the live slot"):
+        driver.stop_site("green")
+    with pytest.raises(DriverError, match=r"^refusing to deploy 1\.1\.0 onto green: it is the live slot"):
+        driver.deploy(package, "green")
+    assert scripts.calls() == [], "no script ran against the live slot"
+    driver.stop_site("blue")  # the idle slot may be stopped
+    assert scripts.calls() == [["stop_site", "Stage", "blue"], ["recycle_pool", "Stage", "blue"]]
+
+
+def test_deploy_verbs_refuse_when_nobody_can_tell_which_slot_is_live(
+    tmp_path: Path, scripts: Scripts, closed_url: str
+) -> None:
+    driver = command_driver(command_env(tmp_path, closed_url, standard_commands(scripts)))
+
+    def router_down() -> str:
+        raise DriverError("[drivers.command] active exit code 1 after 0.1 s: ARR farm unreachable")
+
+    driver.live_slot = router_down
+    with pytest.raises(
+        DriverError, match=r"^refusing to stop blue: cannot tell which slot is live \(.*ARR farm"
+    ):
+        driver.stop_site("blue")
+    assert scripts.calls() == []
+
+
+def router_env(tmp_path: Path, closed_url: str, active: str, after_switch: str) -> Environment:
+    """A router whose `active` prints `active` until `switch` ran, then `after_switch`."""
+    state = tmp_path / "router-state.txt"
+    state.write_text(active)
+    py = Path(sys.executable).as_posix()
+    commands = {
+        "active": [py, "-c", f"print(open({str(state)!r}).read())"],
+        "switch": [py, "-c", f"open({str(state)!r}, 'w').write({after_switch!r})", "{slot}"],
+    }
+    env = command_env(tmp_path, closed_url, commands)
+    return dataclasses.replace(env, drivers=dataclasses.replace(env.drivers, router="command"))
+
+
+def test_a_switch_to_the_live_slot_is_an_error(tmp_path: Path, closed_url: str) -> None:
+    router = router_driver("command", router_env(tmp_path, closed_url, "green", "green"), {})
+    with pytest.raises(DriverError, match=r"^switch to green refused: green is already the live slot"):
+        router.switch("green")
+    assert (tmp_path / "router-state.txt").read_text() == "green"
+
+
+def test_a_switch_the_router_does_not_take_is_an_error(tmp_path: Path, closed_url: str) -> None:
+    router = router_driver("command", router_env(tmp_path, closed_url, "blue", "blue"), {})
+    with pytest.raises(
+        DriverError, match=r"^switched traffic from blue to green, but the router now reports blue"
+    ):
+        router.switch("green")
+    ok = router_driver("command", router_env(tmp_path, closed_url, "blue", "green"), {})
+    action = ok.switch("green")
+    assert (action.detail["from"], action.detail["live_after"]) == ("blue", "green")
