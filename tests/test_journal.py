@@ -36,6 +36,7 @@ from plugins.journal import (
     verify_bundle,
     write_manifest,
 )
+from tests.runbook_project import make_runbook_project, phase_module
 
 ROOT = Path(__file__).resolve().parents[1]
 ZEROS = "0" * 64
@@ -1062,51 +1063,19 @@ def test_cli_missing_journal_is_altered_not_a_usage_error(bundle: Path) -> None:
 
 # --- a real bundle, from a real pytest session ----------------------------------------------------------
 
-PLUGINS = ["plugins.options", "plugins.flow", "plugins.evidence", "plugins.report", "fixtures.environment"]
-# Complete for the rollback flow (preflight passes): command templates that do nothing, folders made below.
-REMOTE = f"""
-name = "Remote"
-kind = "remote"
-[service]
-base_url = "http://127.0.0.1:9"
-[notify]
-webhook_url = "http://127.0.0.1:9/hook"
-[packages]
-dir = "offline"
-[paths]
-log_dirs = ["logs"]
-timeline_dir = "logs"
-[approval]
-required = false
-[drivers]
-deploy = "command"
-[drivers.command]
-stop_site = [{json.dumps(sys.executable)}, "-c", "pass"]
-deploy = [{json.dumps(sys.executable)}, "-c", "pass", "{{package}}"]
-start_site = [{json.dumps(sys.executable)}, "-c", "pass"]
-"""
 
-
-def phase_module(phase: str, *markers: str) -> str:
-    marks = ", ".join([*(f"pytest.mark.{m}" for m in markers), f'pytest.mark.phase("{phase}")'])
-    return f"import pytest\npytestmark = [{marks}]\n\ndef test_step(runbook):\n    runbook.record('note', {{'text': 'naïve ✓ \\x1b[0m'}})\n"
+def journal_step(phase: str, *markers: str) -> str:
+    body = "def test_step(runbook):\n    runbook.record('note', {'text': 'naïve ✓ \\x1b[0m'})\n"
+    return phase_module(phase, *markers, body=body)
 
 
 @pytest.fixture
 def session_bundle(pytester: pytest.Pytester) -> tuple[Path, str]:
     """A real rollback-flow session (PRE and RB-5 stand-ins, a remote environment where nothing listens):
     its sealed bundle and the terminal's `Journal:  last hash` line."""
-    pytester.makeconftest(f"pytest_plugins = {PLUGINS!r}\n")
-    pytester.makeini(
-        "[pytest]\nmarkers =\n    rollback\n    bluegreen\n    traffic\n    dr_smoke\n    dr_e2e\n"
-        "    dr_axe\n    dr_zap\n    phase(id)\naddopts = --strict-markers -p no:cacheprovider\n"
-    )
-    (pytester.path / "environments").mkdir()
-    (pytester.path / "environments" / "Remote.toml").write_text(REMOTE)
-    (pytester.path / "offline").mkdir()
-    (pytester.path / "logs").mkdir()
-    pytester.makepyfile(test_pre=phase_module("PRE", "rollback", "bluegreen"))
-    pytester.makepyfile(test_rb5=phase_module("RB-5", "rollback"))
+    make_runbook_project(pytester)
+    pytester.makepyfile(test_pre=journal_step("PRE", "rollback", "bluegreen"))
+    pytester.makepyfile(test_rb5=journal_step("RB-5", "rollback"))
     result = pytester.runpytest("-m", "rollback", "--env", "Remote")
     result.assert_outcomes(passed=2)
     (bundle,) = sorted((pytester.path / "reports").iterdir())

@@ -9,64 +9,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from plugins.journal import read_events, verify_bundle
-
-PLUGINS = ["plugins.options", "plugins.flow", "plugins.evidence", "plugins.report", "fixtures.environment"]
-
-# Complete for both flows (preflight passes): command templates that do nothing, folders the fixture makes.
-REMOTE = f"""
-name = "Remote"
-kind = "remote"
-[service]
-base_url = "http://127.0.0.1:9"
-[slots]
-blue = "http://127.0.0.1:10"
-green = "http://127.0.0.1:11"
-[notify]
-webhook_url = "http://127.0.0.1:9/hook"
-[packages]
-dir = "offline"
-[paths]
-log_dirs = ["logs"]
-timeline_dir = "logs"
-[approval]
-required = false
-[drivers]
-deploy = "command"
-router = "command"
-[drivers.command]
-stop_site = [{json.dumps(sys.executable)}, "-c", "pass"]
-deploy = [{json.dumps(sys.executable)}, "-c", "pass", "{{package}}"]
-start_site = [{json.dumps(sys.executable)}, "-c", "pass"]
-switch = [{json.dumps(sys.executable)}, "-c", "pass", "{{slot}}"]
-active = [{json.dumps(sys.executable)}, "-c", "print('blue')"]
-"""
-
-
-def phase_module(phase: str, *markers: str, body: str = "def test_step():\n    pass\n") -> str:
-    marks = ", ".join([*(f"pytest.mark.{m}" for m in markers), f'pytest.mark.phase("{phase}")'])
-    return f"import pytest\npytestmark = [{marks}]\n\n{body}"
+from tests.runbook_project import PLUGINS, REMOTE, make_runbook_project, phase_module
 
 
 @pytest.fixture
 def runbook_project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A project with the runbook plugins, a remote environment file and an evidence dir of its own."""
-    pytester.makeconftest(f"pytest_plugins = {PLUGINS!r}\n")
-    pytester.makeini(
-        "[pytest]\nmarkers =\n    rollback\n    bluegreen\n    traffic\n    dr_smoke\n    dr_e2e\n"
-        "    dr_axe\n    dr_zap\n    phase(id)\naddopts = --strict-markers -p no:cacheprovider\n"
-    )
-    (pytester.path / "environments").mkdir()
-    (pytester.path / "environments" / "Remote.toml").write_text(REMOTE)
-    (pytester.path / "offline").mkdir()
-    (pytester.path / "logs").mkdir()
-    return pytester
+    return make_runbook_project(pytester)
 
 
 def write_rollback_modules(
