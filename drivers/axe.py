@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import DriverError
+from drivers.base import DriverError, quoted
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -117,7 +117,7 @@ class AxeRunner:
         self.script = script or BUNDLED_SCRIPT
         if not self.script.is_file():
             raise DriverError(
-                f"[axe] script = {str(self.script)!r}: no such file (an axe.min.js of axe-core)"
+                f"[axe] script = {quoted(str(self.script))}: no such file (an axe.min.js of axe-core)"
             )
 
     @property
@@ -221,21 +221,21 @@ def parse_baseline(text: str, source: str) -> Baseline:
         if len(fields) != 4:
             raise bad(
                 f"expected 4 tab-separated fields rule<TAB>page<TAB>expires (YYYY-MM-DD)<TAB>reason, "
-                f"got {len(fields)}: {line.strip()!r}"
+                f"got {len(fields)}: {quoted(line.strip())}"
             )
         rule, page, expires_text, reason = (f.strip() for f in fields)
         if not _RULE.fullmatch(rule):
-            raise bad(f"rule: expected an axe-core rule id such as color-contrast, got {rule!r}")
+            raise bad(f"rule: expected an axe-core rule id such as color-contrast, got {quoted(rule)}")
         if page != "*" and not page.startswith("/"):
             raise bad(
-                f'page: expected a page path starting with "/" (as in [axe] pages) or "*", got {page!r}'
+                f'page: expected a page path starting with "/" (as in [axe] pages) or "*", got {quoted(page)}'
             )
         try:
             if not _DATE.fullmatch(expires_text):
                 raise ValueError(expires_text)
             expires = date.fromisoformat(expires_text)
         except ValueError:
-            raise bad(f"expires: expected a date YYYY-MM-DD, got {expires_text!r}") from None
+            raise bad(f"expires: expected a date YYYY-MM-DD, got {quoted(expires_text)}") from None
         if not reason:
             raise bad("reason: say why the finding is accepted (a ticket, an owner); it is empty")
         if (rule, page) in seen:

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def quoted(value: object) -> str:
+    """A value inside an operator's message, quoted as the environment file writes it ("text"), not as Python."""
+    text = value if isinstance(value, str) else str(value)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def plain_error(exc: BaseException) -> str:
+    """An exception in an operator's words: its message (the OS's for an OSError), never a Python repr."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class DriverError(RuntimeError):
@@ -52,7 +67,7 @@ class Registry[T]:
             return self._backends[name]
         except KeyError:
             known = ", ".join(sorted(self._backends))
-            raise DriverError(f"unknown {self.verb} {name!r} (known: {known})") from None
+            raise DriverError(f"unknown {self.verb} {quoted(name)} (known: {known})") from None
 
     def names(self) -> list[str]:
         return sorted(self._backends)

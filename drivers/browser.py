@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from drivers import reaper
-from drivers.base import ActionResult, DriverError, Registry, timed
+from drivers.base import ActionResult, DriverError, Registry, quoted, timed
 from drivers.config import Browser
 
 if TYPE_CHECKING:
@@ -269,17 +269,21 @@ def parse_window(window: str) -> tuple[int, int]:
     """[browser] window "1280x1024" -> (1280, 1024)."""
     width, sep, height = window.lower().partition("x")
     if not (sep and width.strip().isdigit() and height.strip().isdigit()):
-        raise DriverError(f'[browser] window: expected WIDTHxHEIGHT such as "1280x1024", got {window!r}')
+        raise DriverError(
+            f'[browser] window: expected WIDTHxHEIGHT such as "1280x1024", got {quoted(window)}'
+        )
     size = int(width), int(height)
     if min(size) < 200:
-        raise DriverError(f"[browser] window: {window!r} is too small to lay a page out (at least 200x200)")
+        raise DriverError(
+            f"[browser] window: {quoted(window)} is too small to lay a page out (at least 200x200)"
+        )
     return size
 
 
 def _configured_path(label: str, value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
-        raise BrowserUnavailable(f"{label} = {value!r}: no such file; {INSTALL_HINT}")
+        raise BrowserUnavailable(f"{label} = {quoted(value)}: no such file; {INSTALL_HINT}")
     return path
 
 
@@ -719,7 +723,7 @@ def _check_grid_url(remote_url: str) -> None:
     parts = urlsplit(remote_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DriverError(
-            f"--selenium-remote / [browser] remote: expected an http(s) URL of a Selenium Grid, got {remote_url!r}"
+            f"--selenium-remote / [browser] remote: expected an http(s) URL of a Selenium Grid, got {quoted(remote_url)}"
         )
 
 

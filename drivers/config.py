@@ -9,6 +9,7 @@ and what was expected. `${NAME}` values come from the process environment; their
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -440,11 +441,11 @@ def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> En
         loader.problem(
             "name",
             "expected a name of 1 to 64 letters, digits, '.', '_' or '-' starting with a letter or digit "
-            f"(it names the evidence bundle and the timeline), got {name!r}",
+            f"(it names the evidence bundle and the timeline), got {json.dumps(name, ensure_ascii=False)}",
         )
     kind = loader.scalar("kind", raw.get("kind", "remote"), str)
     if kind not in ("lab", "remote", _BAD):
-        loader.problem("kind", f'expected "lab" or "remote", got {kind!r}')
+        loader.problem("kind", f'expected "lab" or "remote", got {json.dumps(kind, ensure_ascii=False)}')
     protect = loader.scalar("protect", raw.get("protect", False), bool)
     sections: dict[str, Any] = {}
     for section, cls in _SECTION_TYPES.items():

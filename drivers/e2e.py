@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
-from drivers.base import DriverError
+from drivers.base import DriverError, quoted
 from drivers.browser import BrowserSession, Navigation
 from drivers.commands import CommandMissing, CommandResult, resolve_program, run_argv
 from drivers.config import E2E
@@ -94,7 +94,7 @@ class PortalPage:
     def open(self) -> Navigation:
         nav = self.browser.open(self.url())
         if nav.status >= 400:
-            raise PortalError(f"{nav.url}: answered HTTP {nav.status} ({nav.title!r})")
+            raise PortalError(f"{nav.url}: answered HTTP {nav.status} ({quoted(nav.title)})")
         return nav
 
     def current_path(self) -> str:
@@ -109,7 +109,7 @@ class PortalPage:
             return self.driver.find_element(by, value)
         except NoSuchElementException:
             raise PortalError(
-                f"{self.driver.current_url}: no {what} on the page {self.driver.title!r}"
+                f"{self.driver.current_url}: no {what} on the page {quoted(self.driver.title)}"
             ) from None
 
     def text(self, element_id: str) -> str:
@@ -134,7 +134,7 @@ class PortalPage:
 
         seen = wait_until(arrived, self.timeout_s, what, interval_s=0.05)
         if self.current_path() != path:
-            raise PortalError(f"{what}: the page says {seen!r} ({self.driver.current_url})")
+            raise PortalError(f"{what}: the page says {quoted(seen)} ({self.driver.current_url})")
 
     def submit(self, form_action: str) -> None:
         """Click the form's submit button and wait until the answer has replaced the page and finished loading.
@@ -178,7 +178,9 @@ class LoginPage(PortalPage):
     def log_in(self, user: str, password: str) -> str:
         """Submit the form that is on screen (its hidden `next` says where to land); return the landing path."""
         if not self.is_shown(self.driver):
-            raise PortalError(f"{self.driver.current_url}: no login form on the page ({self.driver.title!r})")
+            raise PortalError(
+                f"{self.driver.current_url}: no login form on the page ({quoted(self.driver.title)})"
+            )
         self.fill("user", user)
         self.fill("password", password)
         self.submit("/login")
@@ -210,7 +212,9 @@ class DashboardPage(PortalPage):
         try:
             return int(text)
         except ValueError:
-            raise PortalError(f"{self.driver.current_url}: queue depth is not a number: {text!r}") from None
+            raise PortalError(
+                f"{self.driver.current_url}: queue depth is not a number: {quoted(text)}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,7 @@ class ItemsPage(PortalPage):
         tables = self.driver.find_elements(ID, "items-table")
         if not tables:
             raise PortalError(
-                f"{self.driver.current_url}: no items table (#items-table) on {self.driver.title!r}"
+                f"{self.driver.current_url}: no items table (#items-table) on {quoted(self.driver.title)}"
             )
         rows = []
         for tr in tables[0].find_elements(CSS, "tbody tr"):
@@ -247,7 +251,7 @@ class NewItemPage(PortalPage):
         """Fill in and submit the form; the portal answers with the items page."""
         self.fill("name", name)
         self.submit("/items/new")
-        self.wait_for_path(ItemsPage.path, f"create item {name!r}")
+        self.wait_for_path(ItemsPage.path, f"create item {quoted(name)}")
 
 
 class Portal:

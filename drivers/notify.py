@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from drivers.base import Registry
+from drivers.base import Registry, quoted
 
 EVENT_TYPES = ("RolledBack", "Deployed", "Approved", "Alert")
 _COLOURS = {"RolledBack": "D83B01", "Deployed": "107C10", "Approved": "0078D4", "Alert": "A4262C"}
@@ -151,7 +151,7 @@ class Notifier:
     def send(self, event_type: str, environment: str, summary: str, facts: Mapping[str, object]) -> Delivery:
         if event_type not in EVENT_TYPES:
             raise ValueError(
-                f"unknown notification event type {event_type!r} (known: {', '.join(EVENT_TYPES)})"
+                f"unknown notification event type {quoted(event_type)} (known: {', '.join(EVENT_TYPES)})"
             )
         note = Notification(
             id=uuid.uuid4().hex[:12],

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.base import DriverError
+from drivers.base import DriverError, quoted
 
 _NAME = re.compile(r"^MCMS_Setup_(\d+(?:\.\d+)*)\.zip$")
 
@@ -38,7 +38,9 @@ class Package:
         text = self.sha256_path.read_text(encoding="utf-8", errors="replace").strip()
         expected = text.split()[0].lower() if text else ""
         if not re.fullmatch(r"[0-9a-f]{64}", expected):
-            raise PackageError(f"{self.sha256_path.name}: expected a sha256 hex digest, found {text[:80]!r}")
+            raise PackageError(
+                f"{self.sha256_path.name}: expected a sha256 hex digest, found {quoted(text[:80])}"
+            )
         actual = sha256_of(self.path)
         if actual != expected:
             raise PackageError(

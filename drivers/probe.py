@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from drivers.base import quoted
 from drivers.config import Service
 
 REFUSED = -1
@@ -129,7 +130,7 @@ class Prober:
         if host not in self.allowed_hosts:
             allowed = ", ".join(sorted(self.allowed_hosts)) or "none"
             raise ScopeError(
-                f"{url}: host {host!r} is outside [scope] allowed_hosts ({allowed}); nothing was sent"
+                f"{url}: host {quoted(host)} is outside [scope] allowed_hosts ({allowed}); nothing was sent"
             )
 
     def get(self, name: str, url: str, *, retries: int | None = None) -> ProbeResult:

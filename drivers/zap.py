@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urldefrag, urlencode, urljoin, urlsplit
 
-from drivers.base import DriverError, Registry
+from drivers.base import DriverError, Registry, plain_error, quoted
 from drivers.commands import CommandError, CommandMissing, kill_tree, resolve_program, start_process
 from drivers.config import Zap
 from drivers.probe import Prober, ScopeError
@@ -326,7 +326,7 @@ class ZapClient:
 
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ZapError(f"[zap] api_url: expected an http(s) URL, got {api_url!r}")
+            raise ZapError(f"[zap] api_url: expected an http(s) URL, got {quoted(api_url)}")
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
         self._parts = parts
@@ -648,7 +648,7 @@ class ZapDaemonScanner(Scanner):
             raw = self._alerts(client, target)
             report = client.core.htmlreport()
         except (ValueError, TypeError, KeyError) as exc:
-            raise ZapError(f"unexpected answer from ZAP at {s.api_url}: {exc!r}") from None
+            raise ZapError(f"unexpected answer from ZAP at {s.api_url}: {plain_error(exc)}") from None
         notes = [f"spider stopped at [zap] spider_minutes = {s.spider_minutes:g}"] if stopped else []
         return ScanResult(
             "zap", target, group_alerts(_from_api(a) for a in raw), pages,
@@ -688,7 +688,7 @@ class ZapDaemonScanner(Scanner):
         for page in range(self.MAX_ALERT_PAGES):
             batch = client.core.alerts(baseurl=target, start=page * self.ALERTS_PAGE, count=self.ALERTS_PAGE)
             if not isinstance(batch, list):
-                raise ZapError(f"ZAP API core/view/alerts: expected a list, got {str(batch)[:80]!r}")
+                raise ZapError(f"ZAP API core/view/alerts: expected a list, got {quoted(str(batch)[:80])}")
             alerts.extend(batch)
             if len(batch) < self.ALERTS_PAGE:
                 return alerts

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.base import quoted
+
 __all__ = [
     "CONFIDENCES",
     "RISKS",
@@ -32,14 +34,14 @@ def risk_code(name: str) -> int:
     try:
         return RISKS.index(name)
     except ValueError:
-        raise ValueError(f"unknown ZAP risk {name!r} (known: {', '.join(RISKS)})") from None
+        raise ValueError(f"unknown ZAP risk {quoted(name)} (known: {', '.join(RISKS)})") from None
 
 
 def confidence_code(name: str) -> int:
     try:
         return CONFIDENCES.index(name)
     except ValueError:
-        raise ValueError(f"unknown ZAP confidence {name!r} (known: {', '.join(CONFIDENCES)})") from None
+        raise ValueError(f"unknown ZAP confidence {quoted(name)} (known: {', '.join(CONFIDENCES)})") from None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.base import quoted
 from drivers.zap_alerts import RISKS, ZapAlert
 
 __all__ = [
@@ -96,7 +97,7 @@ def parse_rules(text: str, source: str) -> Rules:
                 source,
                 number,
                 f"expected TAB-separated fields: id<TAB>IGNORE|INFO|WARN|FAIL<TAB>comment or "
-                f"OUTOFSCOPE<TAB>id|*<TAB>url regex; got {line.strip()[:60]!r}",
+                f"OUTOFSCOPE<TAB>id|*<TAB>url regex; got {quoted(line.strip()[:60])}",
             )
         key = fields[0].strip()
         if key == "OUTOFSCOPE":
@@ -106,12 +107,14 @@ def parse_rules(text: str, source: str) -> Rules:
             raise RulesError(
                 source,
                 number,
-                f"expected a ZAP plugin id (e.g. 10020) or alert reference (10020-1), got {key!r}",
+                f"expected a ZAP plugin id (e.g. 10020) or alert reference (10020-1), got {quoted(key)}",
             )
         action = fields[1].strip()
         if action not in ACTIONS:
             raise RulesError(
-                source, number, f"{key}: expected one of {', '.join(ACTIONS)} (upper case), got {action!r}"
+                source,
+                number,
+                f"{key}: expected one of {', '.join(ACTIONS)} (upper case), got {quoted(action)}",
             )
         if key in by_id:
             raise RulesError(source, number, f"{key} already has a rule on line {by_id[key].line}")
@@ -125,13 +128,15 @@ def _out_of_scope(source: str, number: int, fields: Sequence[str]) -> OutOfScope
     ids = frozenset(part.strip() for part in fields[1].split(","))
     bad = sorted(i for i in ids if i != "*" and not _ID.fullmatch(i))
     if bad or not ids:
-        raise RulesError(source, number, f"OUTOFSCOPE: expected plugin ids or *, got {fields[1].strip()!r}")
+        raise RulesError(
+            source, number, f"OUTOFSCOPE: expected plugin ids or *, got {quoted(fields[1].strip())}"
+        )
     expression = "\t".join(fields[2:]).strip()
     try:
         pattern = re.compile(expression)
     except re.error as exc:
         raise RulesError(
-            source, number, f"OUTOFSCOPE: invalid regular expression {expression!r}: {exc}"
+            source, number, f"OUTOFSCOPE: invalid regular expression {quoted(expression)}: {exc}"
         ) from None
     return OutOfScope(ids, pattern, number)
 

@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from drivers.base import plain_error
 from drivers.config import redact_text
 from plugins import journal as journal_mod
 from plugins.flow import one_line, phase_of
@@ -156,7 +157,7 @@ def seal_bundle(session: pytest.Session, run: RunbookRun) -> None:
     try:
         write_junit(session, run, run.bundle / "junit.xml")
     except Exception as exc:  # noqa: BLE001 - one writer failing must not lose the others
-        run.writer_errors.append(f"junit.xml writer failed: {exc!r}")
+        run.writer_errors.append(f"junit.xml writer failed: {plain_error(exc)}")
     writer = run.writers[0] if run.writers else None
     for path in sorted(run.bundle.rglob("*")):
         # The journal redacts before hashing; rewriting it here would break its chain.

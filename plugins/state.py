@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from drivers.base import plain_error
 from drivers.config import Environment
 
 log = logging.getLogger("runbook")
@@ -139,7 +140,7 @@ class RunbookRun:
                 try:
                     writer.write(event)
                 except Exception as exc:  # noqa: BLE001 - a broken writer must not stop a recovery
-                    message = f"evidence writer {writer.name} failed on a {kind} event: {exc!r}"
+                    message = f"evidence writer {writer.name} failed on a {kind} event: {plain_error(exc)}"
                     log.error(message)
                     self.writer_errors.append(message)
             self.events.append(event)
@@ -150,7 +151,9 @@ class RunbookRun:
             try:
                 listener(phase, why)
             except Exception as exc:  # noqa: BLE001 - the gate must still close
-                self.warn(f"failure handler {getattr(listener, '__name__', listener)!r} raised {exc!r}")
+                self.warn(
+                    f"failure handler {getattr(listener, '__name__', listener)!r} raised {plain_error(exc)}"
+                )
 
     def warn(self, message: str, **data: Any) -> None:
         """Something an operator must read, that does not stop the flow (e.g. a notification not delivered)."""
@@ -162,7 +165,9 @@ class RunbookRun:
             try:
                 writer.close()
             except Exception as exc:  # noqa: BLE001 - likewise when closing
-                self.writer_errors.append(f"evidence writer {writer.name} failed to close: {exc!r}")
+                self.writer_errors.append(
+                    f"evidence writer {writer.name} failed to close: {plain_error(exc)}"
+                )
 
     # --- questions the plugins and the report ask ---------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from drivers.base import quoted
 from drivers.e2e import LoginPage
 from drivers.probe import url_at
 from fixtures.browser import PROCESS_TIMEOUT_S, PortalFlow, RegressionOutcome
@@ -67,7 +68,7 @@ def test_operator_creates_an_item(portal: PortalFlow) -> None:
         return {"item": portal.item_name, "listed": row is not None, "status": row.status if row else None}
 
     shown = portal.act("create_item", create)
-    assert shown["listed"], f"the items page does not list {portal.item_name!r} after creating it"
+    assert shown["listed"], f"the items page does not list {quoted(portal.item_name)} after creating it"
     portal.created = True
 
 
@@ -79,7 +80,9 @@ def test_item_is_listed_by_the_api(portal: PortalFlow, probe: Probe) -> None:
     body = result.json()
     assert result.status == 200, f"{result.url}: HTTP {result.status} {result.error or ''}"
     names = [i.get("name") for i in body if isinstance(i, dict)] if isinstance(body, list) else []
-    assert portal.item_name in names, f"{result.url} does not list {portal.item_name!r} ({len(names)} items)"
+    assert portal.item_name in names, (
+        f"{result.url} does not list {quoted(portal.item_name)} ({len(names)} items)"
+    )
 
 
 @e2e_part("portal")
@@ -98,7 +101,7 @@ def test_worker_processes_the_item(portal: PortalFlow) -> None:
 
     shown = portal.act("item_processed_in_ui", shown_in_ui)
     assert shown["ui_status"] == "processed", (
-        f"the items page shows {portal.item_name!r} as {shown['ui_status']}"
+        f"the items page shows {quoted(portal.item_name)} as {shown['ui_status']}"
     )
 
 

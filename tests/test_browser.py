@@ -129,7 +129,7 @@ def test_a_missing_browser_is_tool_missing_and_says_what_to_install(tmp_path: Pa
     ):
         find_chrome(Browser(), environ={"PATH": str(tmp_path)})
     session = browser_session(Browser(chrome=str(tmp_path / "chrome.exe")))
-    with pytest.raises(BrowserUnavailable, match=r"\[browser\] chrome = .*chrome.exe': no such file"):
+    with pytest.raises(BrowserUnavailable, match=r'\[browser\] chrome = ".*chrome.exe": no such file'):
         session.start()
     chrome = tmp_path / "chrome"
     chrome.write_text("a browser binary, as far as the lookup can tell")
@@ -259,7 +259,7 @@ def test_baseline_accepts_until_expiry_then_fails_and_reports_unused_entries(tmp
         ("image-alt /  2026-06-30  spaces, not tabs", "expected 4 tab-separated fields"),
         ("Image Alt\t/\t2026-06-30\treason", "rule: expected an axe-core rule id"),
         ("image-alt\tdashboard\t2026-06-30\treason", 'page: expected a page path starting with "/"'),
-        ("image-alt\t/\t30.06.2026\treason", "expires: expected a date YYYY-MM-DD, got '30.06.2026'"),
+        ("image-alt\t/\t30.06.2026\treason", 'expires: expected a date YYYY-MM-DD, got "30.06.2026"'),
         ("image-alt\t/\t2026-02-30\treason", "expires: expected a date YYYY-MM-DD"),
         ("image-alt\t/\t2026-06-30\t", "reason: say why"),
         ("label\t/\t2026-06-30\tagain", "label on / is already accepted on line 2"),

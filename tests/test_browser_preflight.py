@@ -73,7 +73,7 @@ def test_missing_or_silent_binaries_are_problems_in_words(tmp_path: Path) -> Non
     check = check_browser_tools(Browser(chrome=str(tmp_path / "no-chrome")), environ={"PATH": str(tmp_path)})
     missing_chrome, missing_driver = check.problems
     assert missing_chrome.startswith(
-        f"[browser] chrome = '{tmp_path / 'no-chrome'}': no such file; install Chromium"
+        f'[browser] chrome = "{tmp_path / "no-chrome"}": no such file; install Chromium'
     )
     assert missing_driver.startswith(
         "no chromedriver found (looked at [browser] chromedriver, RUNBOOK_CHROMEDRIVER"

@@ -374,7 +374,7 @@ def test_config_with_lab_endpoints_fills_the_lab_addresses(tmp_path: Path) -> No
             "ca_file)",
         ),
         ('service = "https://x.corp.example"', "service", "expected a table [service], got a string"),
-        ('kind = "prod"', "kind", 'expected "lab" or "remote", got \'prod\''),
+        ('kind = "prod"', "kind", 'expected "lab" or "remote", got "prod"'),
         (
             '[slots]\nblue = "ftp://blue.corp.example"',
             "[slots] blue",
@@ -435,12 +435,12 @@ def test_probe_refuses_a_host_outside_scope_before_sending(stub: Stub) -> None:
     with pytest.raises(ScopeError) as info:
         prober().get("health", url)
     assert str(info.value) == (
-        f"{url}: host 'localhost' is outside [scope] allowed_hosts (127.0.0.1); nothing was sent"
+        f'{url}: host "localhost" is outside [scope] allowed_hosts (127.0.0.1); nothing was sent'
     )
     with pytest.raises(ScopeError) as info:
         Prober([]).get("health", f"{stub.url}/health")
     assert str(info.value) == (
-        f"{stub.url}/health: host '127.0.0.1' is outside [scope] allowed_hosts (none); nothing was sent"
+        f'{stub.url}/health: host "127.0.0.1" is outside [scope] allowed_hosts (none); nothing was sent'
     )
     assert stub.requests == []
     # The same server, in scope, does answer: the refusal above was the scope, not the network.
@@ -755,7 +755,7 @@ def test_notify_unknown_event_type_raises_and_sends_nothing(stub: Stub, tmp_path
     with pytest.raises(ValueError, match=r"^unknown notification event type") as info:
         notifier(f"{stub.url}/hook", outbox).send("Exploded", "Prod", "s", {})
     assert str(info.value) == (
-        "unknown notification event type 'Exploded' (known: RolledBack, Deployed, Approved, Alert)"
+        'unknown notification event type "Exploded" (known: RolledBack, Deployed, Approved, Alert)'
     )
     assert not outbox.exists()
     assert stub.requests == []
@@ -803,7 +803,7 @@ def test_notify_reachable_closed_port(closed_url: str, tmp_path: Path) -> None:
 def test_notify_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(DriverError) as info:
         Notifier("http://127.0.0.1:9/hook", "email", tmp_path / "o.jsonl")
-    assert str(info.value) == "unknown notify format 'email' (known: generic, slack, teams)"
+    assert str(info.value) == 'unknown notify format "email" (known: generic, slack, teams)'
 
 
 # -- drivers/packages.py ---------------------------------------------------------------------------
@@ -928,7 +928,10 @@ def test_package_verify_malformed_sha256_file(tmp_path: Path, text: str, shown: 
     path.with_name(path.name + ".sha256").write_text(text, encoding="utf-8")
     with pytest.raises(PackageError) as info:
         Package("1.0.0", path).verify()
-    assert str(info.value) == f"MCMS_Setup_1.0.0.zip.sha256: expected a sha256 hex digest, found {shown!r}"
+    assert (
+        str(info.value)
+        == f"MCMS_Setup_1.0.0.zip.sha256: expected a sha256 hex digest, found {json.dumps(shown)}"
+    )
 
 
 # -- drivers/deploy.py: the command backend --------------------------------------------------------
@@ -1229,17 +1232,17 @@ def test_registry_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
     assert DEPLOY_DRIVERS.names() == ["command", "lab"]
     with pytest.raises(DriverError) as info:
         DEPLOY_DRIVERS.get("ansible")
-    assert str(info.value) == "unknown deploy driver 'ansible' (known: command, lab)"
+    assert str(info.value) == 'unknown deploy driver "ansible" (known: command, lab)'
     env = load_environment(write_env(tmp_path, 'name = "Stage"\n'), environ={})
     with pytest.raises(DriverError) as info:
         deploy_driver("ansible", env, Prober([]), {})
-    assert str(info.value) == "unknown deploy driver 'ansible' (known: command, lab)"
+    assert str(info.value) == 'unknown deploy driver "ansible" (known: command, lab)'
 
     widgets: Registry[object] = Registry("widget driver")
     assert widgets.names() == []
     with pytest.raises(DriverError) as info:
         widgets.get("x")
-    assert str(info.value) == "unknown widget driver 'x' (known: )"
+    assert str(info.value) == 'unknown widget driver "x" (known: )'
 
     class Plain:
         pass

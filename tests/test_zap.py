@@ -89,12 +89,12 @@ def test_rules_file_zap_baseline_format() -> None:
     ("line", "message"),
     [
         ("10020 FAIL spaces instead of tabs", "expected TAB-separated fields"),
-        ("10020\tfail\tlower case", "expected one of IGNORE, INFO, WARN, FAIL (upper case), got 'fail'"),
-        ("10020\tBLOCK\twhat", "got 'BLOCK'"),
+        ("10020\tfail\tlower case", 'expected one of IGNORE, INFO, WARN, FAIL (upper case), got "fail"'),
+        ("10020\tBLOCK\twhat", 'got "BLOCK"'),
         ("X-Frame\tFAIL\tnot an id", "expected a ZAP plugin id (e.g. 10020) or alert reference"),
         ("OUTOFSCOPE\t10020", "OUTOFSCOPE needs an id (or *) and a URL regular expression"),
-        ("OUTOFSCOPE\t10020\t(unclosed", "OUTOFSCOPE: invalid regular expression '(unclosed'"),
-        ("OUTOFSCOPE\tabc\t.*", "OUTOFSCOPE: expected plugin ids or *, got 'abc'"),
+        ("OUTOFSCOPE\t10020\t(unclosed", 'OUTOFSCOPE: invalid regular expression "(unclosed"'),
+        ("OUTOFSCOPE\tabc\t.*", 'OUTOFSCOPE: expected plugin ids or *, got "abc"'),
         ("10010\tWARN\tagain", "10010 already has a rule on line 2"),
     ],
 )
@@ -370,7 +370,7 @@ def test_builtin_follows_redirects_as_links_and_stops_at_max_pages(site: Site) -
 
 def test_builtin_refuses_a_target_out_of_scope_before_any_request(site: Site) -> None:
     scanner = BuiltinScanner(Zap(), ["mcms-stage.corp.example"])
-    with pytest.raises(ScopeError, match=r"host '127\.0\.0\.1' is outside \[scope\] allowed_hosts"):
+    with pytest.raises(ScopeError, match=r'host "127\.0\.0\.1" is outside \[scope\] allowed_hosts'):
         scanner.scan(site.url)
     assert site.requests == []
 
@@ -659,7 +659,7 @@ def test_a_started_daemon_that_never_becomes_ready_is_bounded_and_killed(tmp_pat
 
 
 def test_unknown_engine_lists_the_known_ones() -> None:
-    with pytest.raises(DriverError, match=r"unknown \[zap\] engine 'burp' \(known: builtin, zap\)"):
+    with pytest.raises(DriverError, match=r'unknown \[zap\] engine "burp" \(known: builtin, zap\)'):
         zap_scanner("burp", Zap(), SCOPE)
 
 
