@@ -113,7 +113,8 @@ def test_log_and_evidence_paths_writable(runbook: RunbookRun, log_dirs: list[Pat
             os.unlink(name)
         except OSError as exc:
             problems.append(f"{directory}: not writable ({exc.strerror})")
-    assert not problems, "log collection paths not ready: " + "; ".join(problems)
+    if problems:
+        pytest.fail("log collection paths not ready: " + "; ".join(problems), pytrace=False)
 
 
 def test_tools_of_the_matrix_rows_are_ready(runbook: RunbookRun, environment: Environment) -> None:

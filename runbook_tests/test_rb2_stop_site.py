@@ -17,6 +17,8 @@ def test_stop_site_and_recycle_app_pool(site: SiteControl, probe: Probe, environ
     steps = driver_step(lambda: site.stop("active"))
     assert steps, "the deploy driver reported no step for stop_site"
     failed = [s for s in steps if s.result not in ("stopped", "already stopped", "ok")]
-    assert not failed, f"stop steps did not complete: {failed}"
+    assert not failed, "stop steps did not complete: " + "; ".join(
+        f"{s.name} on {s.target}: {s.result}" for s in failed
+    )
     after = probe("health", url_at(environment.service.base_url, environment.service.health_path), retries=0)
     assert after.refused, f"the site still answers after stop_site: HTTP {after.status} at {after.url}"
