@@ -2,10 +2,13 @@
 
 1. 50 concurrent keep-alive clients on the public address while traffic is switched blue -> green -> blue
    (a release and its rollback), cycle after cycle, until at least --requests requests were sent: prints
-   requests sent, requests failed (target 0), and how many each slot served.
+   requests sent, requests failed (target 0), how many each slot served, and how long each switch took
+   (SwitchResult.duration_s, the control API round trip).
 2. Time to restore: green built to degrade after the switch, the real Monitor at --interval; from the
    monitor's detection to blue serving the public address again (target <= one interval + 0.2 s).
 3. Router overhead: median latency of sequential keep-alive GET /health direct to blue and through the router.
+4. Degradation onset: green built with green-degrades-after-switch (degrade 3 s after the first request through
+   the router), polled every 20 ms after the switch: seconds from the first routed request to the first 500.
 
     python -m benchmarks.switch_under_load [--requests 10000] [--clients 50] [--interval 1.0]
 
@@ -28,7 +31,7 @@ from urllib.parse import urlsplit
 
 from drivers.monitor import Monitor, MonitorResult
 from drivers.probe import Prober
-from lab import CURRENT, Lab
+from lab import CURRENT, Lab, httpc
 
 MAX_SECONDS = 120.0  # hard bound on the load phase, whatever the request target
 
@@ -85,11 +88,12 @@ def load_through_switches(lab: Lab, requests: int, clients: int) -> None:
     for worker in workers:
         worker.start()
     cycles = 0
+    switch_s: list[float] = []
     while any(w.is_alive() for w in workers) and time.perf_counter() - started < MAX_SECONDS:
         time.sleep(0.5)
-        lab.router.switch("green")
+        switch_s.append(lab.router.switch("green").duration_s)
         time.sleep(0.5)
-        lab.router.switch("blue")  # the rollback
+        switch_s.append(lab.router.switch("blue").duration_s)  # the rollback
         cycles += 1
     stop.set()
     for worker in workers:
@@ -103,6 +107,12 @@ def load_through_switches(lab: Lab, requests: int, clients: int) -> None:
     print(f"  requests sent      {sent}  ({sent / elapsed:.0f}/s)")
     print(f"  requests failed    {failed}  (target 0){'  ' + dict(errors).__repr__() if errors else ''}")
     print(f"  served by version  {dict(versions)}  (1.0.0 = blue, {CURRENT} = green)")
+    if switch_s:
+        ms = [s * 1000 for s in switch_s]
+        print(
+            f"  switch duration    median {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms "
+            f"(n={len(ms)}, under load)"
+        )
     print(f"  router stats       {lab.router.stats()}")
 
 
@@ -147,6 +157,27 @@ def time_to_restore(root: Path, interval: float) -> None:
         lab.stop()
 
 
+def degradation_onset(root: Path) -> None:
+    lab = started_bluegreen_lab(root, "green-degrades-after-switch")
+    try:
+        lab.router.switch("green")
+        first_routed = time.monotonic()
+        onset = None
+        statuses: Counter[int] = Counter()
+        while time.monotonic() - first_routed < 30:
+            status = httpc.get(lab.public_url + "/health", timeout=5).status
+            statuses[status] += 1
+            if status == 500:
+                onset = time.monotonic() - first_routed
+                break
+            time.sleep(0.02)
+        print("degradation onset (green-degrades-after-switch, fault: 3 s after the first routed request):")
+        shown = "never within 30 s" if onset is None else f"{onset:.3f} s"
+        print(f"  first routed request -> first 500: {shown}  (statuses seen {dict(statuses)})")
+    finally:
+        lab.stop()
+
+
 def router_overhead(lab: Lab, count: int = 2000) -> None:
     def median_ms(url: str) -> float:
         parts = urlsplit(url)
@@ -182,6 +213,7 @@ def main() -> int:
         finally:
             lab.stop()
         time_to_restore(Path(tmp) / "restore", args.interval)
+        degradation_onset(Path(tmp) / "onset")
     return 0
 
 
