@@ -29,6 +29,7 @@ the tools before anything is touched: the binaries found and of one major versio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -634,8 +635,20 @@ class LocalChromium(BrowserSession):
             "driver": str(self.chromedriver),
             "profile_dir": str(self.profile_dir),
         }
+        record = self.record
+
+        class RecordedService(Service):
+            """chromedriver on record the moment it exists: a runner killed during the start leaves nothing that
+            the next run cannot find (Chromium descends from it)."""
+
+            def _start_process(self, path: str) -> None:
+                super()._start_process(path)
+                if record is not None and self.process is not None:
+                    with contextlib.suppress(Exception):
+                        record.with_driver(self.process.pid, [path, *self.command_line_args()]).write()
+
         # An explicit driver path is what keeps Selenium Manager (which downloads drivers) from running.
-        service = Service(executable_path=str(self.chromedriver))
+        service = RecordedService(executable_path=str(self.chromedriver))
         # The WebDriver connection goes direct: an HTTP_PROXY from the environment must not sit between the
         # runbook and a chromedriver on loopback. Chrome() takes no ClientConfig, so this (deprecated) option
         # is the only way to say so.

@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,10 +133,16 @@ class BrowserRecord:
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
-    def with_driver(self, driver_pid: int) -> BrowserRecord:
-        """The record with chromedriver (`driver_pid`) and the Chromium processes it has started."""
+    def with_driver(self, driver_pid: int, argv: Sequence[str] | None = None) -> BrowserRecord:
+        """The record with chromedriver (`driver_pid`) and the Chromium processes it has started.
+
+        `argv`: chromedriver's command line as it was started; right after the spawn the child may not have
+        exec'd yet (its /proc command line is still its parent's), so the one given is what it will show."""
         driver = psutil.Process(driver_pid)
-        found = [RecordedProcess.of(driver, "chromedriver")]
+        recorded = RecordedProcess.of(driver, "chromedriver")
+        if argv is not None:
+            recorded = replace(recorded, cmdline=tuple(argv))
+        found = [recorded]
         for child in driver.children(recursive=True):
             try:
                 found.append(RecordedProcess.of(child, "chromium"))
@@ -272,6 +278,23 @@ def stop_processes(
     return stopped, problems
 
 
+def on_profile(profile_dir: str) -> list[RecordedProcess]:
+    """The browser processes started with this record's own profile (`--user-data-dir=<it>`, a unique temporary
+    directory the runbook made): found by that argument, never by name, for a run killed before its record
+    named them."""
+    if not profile_dir or not Path(profile_dir).name.startswith(PROFILE_PREFIX):
+        return []
+    flag = f"--user-data-dir={profile_dir}"
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if flag in proc.cmdline():
+                found.append(RecordedProcess.of(proc, "chromium"))
+        except psutil.Error:
+            continue
+    return found
+
+
 def _running(proc: psutil.Process) -> bool:
     try:
         # is_running() also compares the start time, so a reused PID reads as gone.
@@ -323,7 +346,7 @@ def reap_orphans(directory: Path | None = None) -> list[Reaped]:
         if record.runner_alive():
             continue
         done = Reaped(str(path), record.runner.pid, record.started_at, profile_dir=record.profile_dir)
-        done.stopped, done.problems = stop_processes(record.processes)
+        done.stopped, done.problems = stop_processes([*record.processes, *on_profile(record.profile_dir)])
         if (
             not done.problems
         ):  # a profile still in use by a browser that would not stop is kept with its record

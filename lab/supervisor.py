@@ -251,8 +251,10 @@ class Node:
         worker_argv = procs.python_argv(app / "worker.py", *common)
         web_argv = procs.python_argv(app / "web.py", "--host", lab.host, "--port", str(self.port), *common)
         started = time.monotonic()
+        # On record right after each spawn: a runner killed in between leaves nothing state.json does not name.
         worker = procs.spawn(f"{self.slot}-worker", worker_argv, lab.app_log_dir / f"{self.slot}-worker.log")
         self.processes["worker"] = worker
+        lab.save_state()
         web = procs.spawn(f"{self.slot}-web", web_argv, lab.app_log_dir / f"{self.slot}-web.log")
         self.processes["web"] = web
         lab.save_state()
@@ -459,6 +461,7 @@ class Lab:
                 self.sink = procs.spawn(
                     "webhook-sink", argv, self.root / "logs" / "deploy" / "webhook-sink.log"
                 )
+                self.save_state()
             # else: webhook_url keeps pointing at a port where nothing listens.
             if bluegreen:
                 self._spawn_router()  # comes up while blue starts; it only needs blue once requests arrive

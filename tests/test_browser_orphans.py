@@ -101,7 +101,8 @@ def kill_runner_once_its_browser_is_up(tmp_path: Path, state: Path, base_url: st
             pytest.fail(f"no browser record within {START_CEILING_S:g} s:\n{log.read_text(errors='replace')}")
         for path in state.glob("*.json"):
             found = BrowserRecord.read(path)
-            if found.runner.pid == runner.pid and found.processes:
+            # Up = Chromium on record too (chromedriver is on record from the moment it is spawned).
+            if found.runner.pid == runner.pid and any(p.role == "chromium" for p in found.processes):
                 record = found
         time.sleep(0.1)
     runner.kill()  # SIGKILL: no finalizer, no atexit, nothing of the runner runs any more
