@@ -19,6 +19,7 @@ from drivers.notify import Notifier
 from drivers.packages import PackageSet
 from drivers.probe import smoke_checks, url_at
 from drivers.zap import check_zap_available
+from fixtures.browser import reap_orphaned_browsers
 from fixtures.deploy import driver_step, verify_package
 from fixtures.probe import Probe
 from plugins.state import RunbookRun
@@ -121,8 +122,10 @@ def test_tools_of_the_matrix_rows_are_ready(runbook: RunbookRun, environment: En
     """Before anything is stopped or deployed: the tools of the selected matrix rows are here. The browser and
     its driver (matching major versions, or the Selenium Grid answering) for DR-AXE and DR-E2E, the ZAP daemon
     (or [zap] path) for DR-ZAP, the regression command's program for DR-E2E. A missing tool of a required row
-    ([matrix] required) fails PRE, so nothing is touched; of another row, it is a warning."""
+    ([matrix] required) fails PRE, so nothing is touched; of another row, it is a warning. Browsers that a
+    killed run left running are stopped first (by their records, never by name)."""
     env, rows = environment, runbook.rows
+    reap_orphaned_browsers(runbook)  # what a killed run left on this machine goes first, whatever rows run
     missing: dict[str, list[str]] = {}
     portal = "DR-E2E" in rows and env.row_configured("DR-E2E") and bool(env.e2e.flows)
     if ("DR-AXE" in rows and env.row_configured("DR-AXE")) or portal:
