@@ -7,19 +7,28 @@ import sys
 
 import pytest
 
+from tests.lab_checks import closed_url
+
 PLUGINS = ["plugins.options", "plugins.flow", "plugins.evidence", "plugins.report", "fixtures.environment"]
 
-# Complete for both flows (preflight passes): command templates that do nothing, folders the fixture makes.
-REMOTE = f"""
+
+def remote_env(webhook_url: str | None = None) -> str:
+    """A remote environment file complete for both flows (preflight passes): command templates that do nothing,
+    folders the project makes, and service, slot and webhook addresses on loopback ports proven closed (each
+    was just handed out free and closed again), so nothing answers there. `webhook_url` replaces the webhook
+    (e.g. with a "${VAR}")."""
+    public, blue, green = closed_url(), closed_url(), closed_url()
+    webhook = webhook_url if webhook_url is not None else f"{closed_url()}/hook"
+    return f"""
 name = "Remote"
 kind = "remote"
 [service]
-base_url = "http://127.0.0.1:9"
+base_url = "{public}"
 [slots]
-blue = "http://127.0.0.1:10"
-green = "http://127.0.0.1:11"
+blue = "{blue}"
+green = "{green}"
 [notify]
-webhook_url = "http://127.0.0.1:9/hook"
+webhook_url = "{webhook}"
 [packages]
 dir = "offline"
 [paths]
@@ -52,7 +61,7 @@ def make_runbook_project(pytester: pytest.Pytester) -> pytest.Pytester:
         "    dr_axe\n    dr_zap\n    phase(id)\naddopts = --strict-markers -p no:cacheprovider\n"
     )
     (pytester.path / "environments").mkdir()
-    (pytester.path / "environments" / "Remote.toml").write_text(REMOTE)
+    (pytester.path / "environments" / "Remote.toml").write_text(remote_env())
     (pytester.path / "offline").mkdir()
     (pytester.path / "logs").mkdir()
     return pytester

@@ -13,7 +13,10 @@ One Lab serves the driver tests: it starts on 1.1.0 (clean) and carries the a11y
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -47,6 +50,7 @@ from drivers.e2e import LoginPage, Portal, read_junit, run_command, wait_until
 from drivers.probe import Prober
 from lab import Lab
 from plugins.journal import read_events, verify_bundle
+from tests import lab_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_PAGES = ["/", "/login", "/dashboard", "/items", "/items/new", "/swagger/index.html"]
@@ -140,12 +144,12 @@ def test_a_missing_browser_is_tool_missing_and_says_what_to_install(tmp_path: Pa
     assert "profile_dir" not in session.info  # the profile is made only once both binaries are found
 
 
-def test_remote_backend_names_the_grid_it_cannot_reach() -> None:
+def test_remote_backend_names_the_grid_it_cannot_reach(closed_url: str) -> None:
     with pytest.raises(DriverError, match="expected an http"):
         browser_session(Browser(), "grid.corp:4444")
-    session = browser_session(Browser(), "http://127.0.0.1:9/wd/hub")
+    session = browser_session(Browser(), f"{closed_url}/wd/hub")
     assert session.backend == "remote"
-    with pytest.raises(DriverError, match=r"on http://127.0.0.1:9/wd/hub: the browser did not start"):
+    with pytest.raises(DriverError, match=rf"on {re.escape(closed_url)}/wd/hub: the browser did not start"):
         session.start()
     assert parse_window("1280x1024") == (1280, 1024)
     with pytest.raises(DriverError, match="WIDTHxHEIGHT"):
@@ -460,12 +464,10 @@ def lab_env(tmp_path: Path, extra: str = "") -> str:
     return text.replace("[axe]\n", "[axe]\n" + extra, 1)
 
 
-REMOTE = """
-name = "Remote"
-kind = "remote"
-[service]
-base_url = "http://127.0.0.1:9"
-"""
+@pytest.fixture
+def remote(closed_url: str) -> str:
+    """A remote environment whose service address is a loopback port proven closed (nothing answers there)."""
+    return f'\nname = "Remote"\nkind = "remote"\n[service]\nbase_url = "{closed_url}"\n'
 
 
 @pytest.mark.lab
@@ -557,18 +559,18 @@ def test_baseline_in_a_drill_accepts_expires_and_reports_unused(tmp_path: Path) 
     assert "Baseline entries that matched nothing" in report
 
 
-def test_malformed_baseline_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+def test_malformed_baseline_stops_the_run_before_it_starts(tmp_path: Path, remote: str) -> None:
     baseline = tmp_path / "baseline.tsv"
     baseline.write_text("# ok\nimage-alt\t/\t2999-12-31\tMCMS-1\ncolor-contrast /dashboard 2999-12-31\n")
-    r = run_runbook(tmp_path, REMOTE + f"[axe]\nbaseline = '{baseline.as_posix()}'\n", "-m", "dr_axe")
+    r = run_runbook(tmp_path, remote + f"[axe]\nbaseline = '{baseline.as_posix()}'\n", "-m", "dr_axe")
     assert r.returncode == 4, r.output
     assert f"{baseline}:3: expected 4 tab-separated fields" in r.output
     assert r.bundle is None  # nothing ran, nothing was recorded
 
 
 @pytest.mark.parametrize(("row", "marker"), [("DR-E2E", "dr_e2e"), ("DR-AXE", "dr_axe")])
-def test_a_row_not_configured_fails_the_gate(tmp_path: Path, row: str, marker: str) -> None:
-    r = run_runbook(tmp_path, REMOTE + ("[e2e]\nflows = []\n" if row == "DR-E2E" else ""), "-m", marker)
+def test_a_row_not_configured_fails_the_gate(tmp_path: Path, remote: str, row: str, marker: str) -> None:
+    r = run_runbook(tmp_path, remote + ("[e2e]\nflows = []\n" if row == "DR-E2E" else ""), "-m", marker)
     assert r.returncode == 1, r.output
     assert f"required check {row} was skipped: {row} not configured: no [" in r.output
     assert r.phase_outcomes() == {row: "failed"}
@@ -577,9 +579,9 @@ def test_a_row_not_configured_fails_the_gate(tmp_path: Path, row: str, marker: s
     )
 
 
-def test_a_missing_browser_fails_the_gate_as_tool_missing(tmp_path: Path) -> None:
+def test_a_missing_browser_fails_the_gate_as_tool_missing(tmp_path: Path, remote: str) -> None:
     env = (
-        REMOTE
+        remote
         + f"[browser]\nchrome = '{(tmp_path / 'no-chrome').as_posix()}'\n[e2e]\nflows = ['portal']\nusername = 'u'\npassword = 'p'\n"
     )
     r = run_runbook(tmp_path, env, "-m", "dr_e2e")
@@ -590,17 +592,19 @@ def test_a_missing_browser_fails_the_gate_as_tool_missing(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("mode", ["pass", "fail"])
-def test_regression_command_row(tmp_path: Path, regression_script: Path, mode: str) -> None:
+def test_regression_command_row(
+    tmp_path: Path, regression_script: Path, mode: str, remote: str, closed_url: str
+) -> None:
     junit = tmp_path / "regression-junit.xml"
     argv = [sys.executable, str(regression_script), mode, str(junit), "{base_url}"]
     # JSON strings are TOML basic strings: the paths survive whatever the platform puts in them.
     env = (
-        REMOTE
+        remote
         + f"[e2e]\ncommand = {json.dumps(argv)}\ncommand_timeout_s = 60\njunit = {json.dumps(str(junit))}\n"
     )
     r = run_runbook(tmp_path, env, "-m", "dr_e2e")
     (action,) = r.actions("e2e.command")
-    assert action["detail"]["argv"][-1] == "http://127.0.0.1:9"  # {base_url} is the smoke target
+    assert action["detail"]["argv"][-1] == closed_url  # {base_url} is the smoke target
     assert "line 99" in action["detail"]["output_tail"]
     assert r.bundle is not None
     assert "line 0" in (r.bundle / "artifacts" / "e2e" / "command-output.txt").read_text()
@@ -647,11 +651,16 @@ def test_a_failing_portal_step_leaves_a_screenshot_and_the_page_source(tmp_path:
     assert verify_bundle(r.bundle).ok
 
 
-def test_selenium_remote_option_runs_the_rows_on_that_grid(tmp_path: Path) -> None:
-    env = REMOTE + "[e2e]\nflows = ['portal']\nusername = 'u'\npassword = 'p'\n"
-    r = run_runbook(tmp_path, env, "-m", "dr_e2e", "--selenium-remote", "http://127.0.0.1:9/wd/hub")
+def test_selenium_remote_option_runs_the_rows_on_that_grid(tmp_path: Path, remote: str) -> None:
+    env = remote + "[e2e]\nflows = ['portal']\nusername = 'u'\npassword = 'p'\n"
+    grid = f"{lab_checks.closed_url()}/wd/hub"  # a second closed port: the Grid is not the service
+    r = run_runbook(tmp_path, env, "-m", "dr_e2e", "--selenium-remote", grid)
     assert r.returncode == 1, r.output
     (start,) = r.actions("browser.start")
     assert start["result"] == "failed"
-    assert "on http://127.0.0.1:9/wd/hub: the browser did not start" in start["detail"]["error"]
-    assert "Connection refused" in r.output or "connection" in r.output.lower()
+    assert f"on {grid}: the browser did not start" in start["detail"]["error"]
+    # The operator reads why: the Grid's address refused the connection (the OS's own words).
+    refused = f"[Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)}"
+    assert refused in start["detail"]["error"]
+    assert f"{grid}: the browser did not start: " in r.output
+    assert refused in r.output

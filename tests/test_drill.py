@@ -7,6 +7,8 @@ stops it by its recorded PIDs.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +48,18 @@ def test_green_rollback_drill(drill: Any) -> None:
     for name in ("report.html", "junit.xml", "timeline.md", "manifest.json", "artifacts/notifications.jsonl"):
         assert (d.bundle / name).is_file(), name
     assert "Runbook summary" in (d.bundle / "report.html").read_text(encoding="utf-8")
+    # RB-5 appended the run to the dated timeline beside the deploy logs (playbook §9). The date is the run's
+    # own (UTC, as the journal's timestamps): RB-5 took it between its phase.start and its action, so either
+    # of their dates is right, whatever the clock says now (a drill may cross midnight).
+    (started,) = [e for e in d.kinds("phase.start") if e["phase"] == "RB-5"]
+    (recorded,) = [e for e in d.kinds("action") if e["data"]["name"] == "timeline.record"]
+    days = {datetime.fromisoformat(e["ts"]).astimezone(UTC).date().isoformat() for e in (started, recorded)}
+    daily = Path(recorded["data"]["target"])
+    assert daily.parent == d.lab_dir.resolve() / "logs" / "deploy"
+    assert daily.name in {f"Timeline_{day}.md" for day in days}
+    assert f"## {d.events[0]['run_id']} Lab rollback: all phases so far passed" in daily.read_text(
+        encoding="utf-8"
+    )
 
 
 def test_service_stopped_is_treated_as_fully_stopped_and_redeployed(drill: Any) -> None:

@@ -84,6 +84,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_evidence_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command the operator is told to run (README, DESIGN): python -m plugins.evidence."""
+    return subprocess.run(
+        [sys.executable, "-m", "plugins.evidence", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+
+
 def manifest_of(bundle: Path) -> dict[str, Any]:
     manifest: dict[str, Any] = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     return manifest
@@ -1103,6 +1116,32 @@ def test_tamper_a_real_bundle(session_bundle: tuple[Path, str]) -> None:
     assert misses == []
     assert tried >= 600
     assert verify_bundle(bundle).ok
+
+
+def test_the_documented_verify_command_on_a_real_bundle(session_bundle: tuple[Path, str]) -> None:
+    """`python -m plugins.evidence verify reports/<run>`, as README and DESIGN write it: exit 0 on the bundle a
+    real session sealed; exit 1 once one byte of one file changed, naming that file and no other."""
+    bundle, _ = session_bundle
+    last_hash = read_events(bundle / "evidence.jsonl")[-1]["hash"]
+
+    intact = run_evidence_cli("verify", str(bundle))
+    assert (intact.returncode, intact.stderr) == (0, "")
+    assert intact.stdout.splitlines()[0].startswith(f"OK: {bundle}: ")
+    assert f"journal last hash {last_hash}" in intact.stdout
+
+    junit = bundle / "junit.xml"
+    data = bytearray(junit.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    junit.write_bytes(bytes(data))
+    altered = run_evidence_cli("verify", str(bundle))
+    assert altered.returncode == 1
+    assert altered.stdout.splitlines()[:2] == [
+        f"ALTERED: {bundle}",
+        "  junit.xml: sha256 differs from manifest (altered)",
+    ]
+    assert [line for line in altered.stdout.splitlines() if line.startswith("  ")] == [
+        "  junit.xml: sha256 differs from manifest (altered)"
+    ]
 
 
 # --- the CLI --------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from plugins.journal import read_events, verify_bundle
-from tests.runbook_project import PLUGINS, REMOTE, make_runbook_project, phase_module
+from tests.lab_checks import closed_url
+from tests.runbook_project import PLUGINS, make_runbook_project, phase_module, remote_env
 
 
 @pytest.fixture
@@ -175,7 +176,7 @@ def test_bad_environment_file_is_a_usage_error(
 
 def test_unset_variable_in_a_section_the_run_does_not_use_is_fine(runbook_project: pytest.Pytester) -> None:
     os.environ.pop("RUNBOOK_TEST_UNSET_VAR", None)
-    env = REMOTE.replace('"http://127.0.0.1:9/hook"', '"${RUNBOOK_TEST_UNSET_VAR}"')
+    env = remote_env(webhook_url="${RUNBOOK_TEST_UNSET_VAR}")
     (runbook_project.path / "environments" / "Remote.toml").write_text(env)
     runbook_project.makepyfile(test_smoke=phase_module("DR-SMOKE", "rollback", "bluegreen", "dr_smoke"))
     runbook_project.runpytest("-m", "dr_smoke", "--env", "Remote").assert_outcomes(passed=1)
@@ -239,8 +240,8 @@ def test_evidence_bundle_is_complete_and_holds_no_secret(
     runbook_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "s3cr3t-token-value-42"
-    monkeypatch.setenv("RUNBOOK_TEST_WEBHOOK", f"http://127.0.0.1:9/hook/{secret}")
-    env = REMOTE.replace('"http://127.0.0.1:9/hook"', '"${RUNBOOK_TEST_WEBHOOK}"')
+    monkeypatch.setenv("RUNBOOK_TEST_WEBHOOK", f"{closed_url()}/hook/{secret}")
+    env = remote_env(webhook_url="${RUNBOOK_TEST_WEBHOOK}")
     (runbook_project.path / "environments" / "Remote.toml").write_text(env)
     body = (
         "def test_leaky(runbook):\n"

@@ -7,8 +7,6 @@ not.
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from fixtures.deploy import SiteControl
 from fixtures.rollback import RollbackRecorder
 from lab import Lab, build_package
 from plugins.state import RunbookRun, RunOptions
+from tests.lab_checks import assert_stopped, health, served_version
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.lab
@@ -63,12 +62,9 @@ def make_lab(tmp_path: Path) -> Iterator[object]:
         lab.stop()
 
 
-def served(lab: Lab) -> str | None:
-    try:
-        with urllib.request.urlopen(lab.public_url + "/health", timeout=2) as response:
-            return str(json.load(response)["version"])
-    except OSError:
-        return None
+def served(lab: Lab) -> str:
+    """The version a healthy public address serves; a refusal or a 5xx fails (see assert_stopped)."""
+    return served_version(lab.public_url)
 
 
 def broken_previous_stable(lab: Lab, version: str = "1.0.0") -> None:
@@ -81,7 +77,7 @@ def test_failed_rollback_restores_what_was_serving(make_lab: object) -> None:
     broken_previous_stable(lab)
     previous = find_packages(lab.packages_dir).previous_stable()
     site.stop("active")
-    assert served(lab) is None
+    assert_stopped(lab.root, "blue")
     with pytest.raises(DriverError, match=r"node blue \(1\.0\.0\) did not start: .* not ready after"):
         site.deploy_and_start(previous)
     site.undo()
@@ -111,7 +107,7 @@ def test_restore_that_fails_is_loud(make_lab: object) -> None:
     assert any(w.startswith("SITE DOWN: Lab: restoring 1.1.0") for w in run.warnings), run.warnings
     assert [e["data"]["what"] for e in run.events if e["kind"] == "site.down"] == [run.site_down]
     assert [n["event_type"] for n in run.notifications] == ["Alert"]
-    assert served(lab) is None
+    assert_stopped(lab.root, "blue")
 
 
 def test_site_that_was_not_serving_is_left_stopped(make_lab: object) -> None:
@@ -126,7 +122,7 @@ def test_site_that_was_not_serving_is_left_stopped(make_lab: object) -> None:
     assert "1.1.0 was not serving, so there is nothing to bring back" in restore["reason"]
     # Down before the run and still down after it: said as loudly as a failed restore.
     assert run.site_down == "the active node is stopped and no release serves (1.1.0 was not serving)"
-    assert served(lab) is None
+    assert_stopped(lab.root, "blue")
 
 
 def test_successful_deploy_needs_no_undo(make_lab: object) -> None:
@@ -190,6 +186,8 @@ def test_blue_green_rollback_that_does_not_restore_is_loud(tmp_path: Path) -> No
         assert "Alert" in sent
         assert sent[-1] == "RolledBack"
         assert lab.router.active() == "blue"
-        assert served(lab) is None
+        # Traffic is on blue, which is dead: the router answers for it (bad gateway), nothing serves.
+        assert health(lab.public_url + "/health")[0] == 502
+        assert_stopped(lab.root, "blue")
     finally:
         lab.stop()
