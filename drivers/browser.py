@@ -647,6 +647,17 @@ class LocalChromium(BrowserSession):
                     with contextlib.suppress(Exception):
                         record.with_driver(self.process.pid, [path, *self.command_line_args()]).write()
 
+            def send_remote_shutdown_command(self) -> None:
+                # Selenium's own shutdown request uses urllib's default opener, which honours HTTP_PROXY: a
+                # corporate proxy would get (and could delay) a request for chromedriver on loopback.
+                direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                with contextlib.suppress(OSError):
+                    direct.open(f"{self.service_url}/shutdown", timeout=10).close()
+                for _ in range(30):
+                    if not self.is_connectable():
+                        break
+                    time.sleep(0.1)
+
         # An explicit driver path is what keeps Selenium Manager (which downloads drivers) from running.
         service = RecordedService(executable_path=str(self.chromedriver))
         # The WebDriver connection goes direct: an HTTP_PROXY from the environment must not sit between the

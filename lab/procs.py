@@ -339,7 +339,8 @@ def wait_http(
             else:
                 if predicate is None or predicate(reply):
                     return time.monotonic() - started
-                last = f"HTTP {reply.status}: {reply.text[:300]}"
+                # One line: the answer ends up in a "blocked by" reason and the report's headline.
+                last = f"HTTP {reply.status}: {' '.join(reply.text.split())[:300]}"
         else:
             last = f"nothing listening on {address[0]}:{address[1]}"
         if time.monotonic() >= deadline:

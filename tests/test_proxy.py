@@ -176,12 +176,6 @@ def test_a_drill_sends_nothing_through_the_proxy(proxy: CountingProxy, drill: An
 
 
 @pytest.mark.lab
-@pytest.mark.xfail(
-    strict=True,
-    reason="product defect: at quit, Selenium's chromedriver Service sends GET http://localhost:<port>/shutdown "
-    "with urllib.request.urlopen, which honours the environment's proxy (drivers/browser.py: the local session "
-    "ignores the proxy variables for the WebDriver connection, not for the service's shutdown request)",
-)
 def test_the_browser_sends_nothing_through_the_proxy(
     proxy: CountingProxy, service: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
