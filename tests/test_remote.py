@@ -21,6 +21,7 @@ import pytest
 
 from lab import build_package, procs
 from plugins.journal import read_events, verify_bundle
+from tests.lab_checks import assert_refused, closed_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_CTL = ROOT / "tests" / "remote_site" / "site_ctl.py"
@@ -242,7 +243,7 @@ def test_protected_environment_needs_its_name_repeated(remote_site: RemoteSite) 
 
 def test_missing_tool_of_a_required_row_fails_pre_and_nothing_is_stopped(remote_site: RemoteSite) -> None:
     env_file = remote_site.env_file(
-        matrix='[matrix]\nrequired = ["DR-SMOKE", "DR-ZAP"]\n[zap]\nengine = "zap"\napi_url = "http://127.0.0.1:9"'
+        matrix=f'[matrix]\nrequired = ["DR-SMOKE", "DR-ZAP"]\n[zap]\nengine = "zap"\napi_url = "{closed_url()}"'
     )
     rc, output, reports = run_runbook(
         remote_site,
@@ -293,4 +294,6 @@ def test_a_restore_that_fails_leaves_the_loudest_line_of_the_run(remote_site: Re
     assert end["site_down"] == down["what"]
     report = (bundle / "report.html").read_text(encoding="utf-8")
     assert report.index('id="runbook-site-down"') < report.index("Runbook summary")
-    assert remote_site.version_at(remote_site.url("blue")) is None
+    assert_refused(remote_site.url("blue") + "/health")
+    pid = json.loads((remote_site.dir / "state" / "blue.json").read_text()).get("pid")
+    assert not pid, f"the site's state still names a running blue (pid {pid})"
