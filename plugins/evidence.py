@@ -255,7 +255,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.section("runbook evidence")
     tr.write_line(f"Outcome:  {run.env.redact(run.outcome_words())}", red=bool(run.site_down))
     if run.version_from or run.version_to:
-        tr.write_line(f"Versions: {run.version_from or 'unknown'} -> {run.version_to or 'not reached'}")
+        tr.write_line(f"Versions: {run.versions_words()}")
     tr.write_line(
         f"Rollback: {'ran (' + (run.rollback_result or 'result unknown') + ')' if run.rollback_ran else 'did not run'}"
     )

@@ -92,7 +92,7 @@ def render_summary(run: RunbookRun) -> str:
     rows: list[tuple[str, str, str]] = [
         ("Environment", _e(f"{run.env.name} ({run.env.kind}, {run.env.source.name})", run), ""),
         ("Flow", _e(run.flow, run), ""),
-        ("Versions", _e(f"{run.version_from or 'unknown'} -> {run.version_to or 'not reached'}", run), ""),
+        ("Versions", _e(run.versions_words(), run), ""),
         ("Outcome", _e(run.outcome_words(), run), outcome_class),
         ("Rollback ran", _e(rollback, run), "ok" if run.rollback_result in (None, "succeeded") else "bad"),
         ("Approved by", _e(run.approver or "-", run), ""),

@@ -175,6 +175,20 @@ class RunbookRun:
         assert self.bundle is not None, "the evidence bundle is created when the run starts"
         return self.bundle / "artifacts"
 
+    def versions_words(self) -> str:
+        """Versions from -> to in words; a release that was rolled back is named, not hidden by "1.0.0 -> 1.0.0"."""
+        start, end = self.version_from or "unknown", self.version_to or "not reached"
+        tried = next(
+            (e["data"].get("from") for e in reversed(self.events)
+             # A rollback that undid something (traffic back to a slot, a restore on a node), not RB-3 itself.
+             if e["kind"] == "rollback" and e["data"].get("result") == "succeeded" and e["data"].get("from")
+             and ("to_slot" in e["data"] or "node" in e["data"])),
+            None,
+        )  # fmt: skip
+        if tried and tried != end:
+            return f"{start} -> {tried}, rolled back: {end} serves"
+        return f"{start} -> {end}"
+
     def outcome_words(self) -> str:
         down = f"SITE DOWN: {self.site_down}. " if self.site_down else ""
         if self.outcome == "passed" and not self.site_down:

@@ -109,6 +109,7 @@ def test_green_degrading_after_switch_rolls_back_at_once(drill: Any) -> None:
     assert outcomes["BG-4"] == "failed"
     assert outcomes["BG-5"] == "blocked"
     assert "monitor breach: 2 consecutive failed checks" in d.output
+    assert "Versions: 1.0.0 -> 1.1.0, rolled back: 1.0.0 serves" in d.output, "the tried release is named"
     (rollback,) = rollbacks(d)
     assert rollback["result"] == "succeeded", rollback
     assert (rollback["from"], rollback["to"]) == ("1.1.0", "1.0.0")
