@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from drivers.base import plain_error
 from plugins import preflight
 from plugins.state import (
     ALL_PHASES,
@@ -72,6 +73,12 @@ def phase_of(item: pytest.Item) -> str | None:
             f"{', '.join(TOTAL_ORDER)}; got args={mark.args!r} kwargs={mark.kwargs!r}"
         )
     return str(mark.args[0])
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from plugins import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -219,7 +226,10 @@ def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestRep
         record.reason = record.reason or why
         if run.blocked_by is None and phase not in RECORDING_PHASES:
             run.blocked_by = (phase, why)
-        run.on_failure(phase, why)
+        try:
+            item.config.hook.pytest_runbook_phase_failed(run=run, phase=phase, why=why)
+        except Exception as exc:  # noqa: BLE001 - the gate must still close
+            run.warn(f"a handler of the failure of {phase} raised: {plain_error(exc)}")
     if report.when != "teardown" or record.nodeids[-1] != item.nodeid:
         return
     outcomes = [run.item_outcomes.get(nodeid, "blocked") for nodeid in record.nodeids]

@@ -114,8 +114,6 @@ class RunbookRun:
         self.report_sections: list[
             str
         ] = []  # extra HTML sections (monitoring chart, findings) for report.html
-        # Called at once, with (phase, why), when a runbook test fails: Blue/Green rolls traffic back here.
-        self.failure_listeners: list[Callable[[str, str], None]] = []
         self.reports: dict[str, list[pytest.TestReport]] = {}  # nodeid -> setup/call/teardown reports
         self.config_problems: list[str] = []  # the environment file's own problems, reported by preflight
         self._lock = threading.RLock()
@@ -144,16 +142,6 @@ class RunbookRun:
                     log.error(message)
                     self.writer_errors.append(message)
             self.events.append(event)
-
-    def on_failure(self, phase: str, why: str) -> None:
-        """Tell the failure listeners at once (not at session end); one that raises is reported, not fatal."""
-        for listener in list(self.failure_listeners):
-            try:
-                listener(phase, why)
-            except Exception as exc:  # noqa: BLE001 - the gate must still close
-                self.warn(
-                    f"failure handler {getattr(listener, '__name__', listener)!r} raised {plain_error(exc)}"
-                )
 
     def warn(self, message: str, **data: Any) -> None:
         """Something an operator must read, that does not stop the flow (e.g. a notification not delivered)."""

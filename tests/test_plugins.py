@@ -340,3 +340,29 @@ def test_runbook_plan_lists_what_preflight_would_refuse(runbook_project: pytest.
         ]
     )
     assert not (runbook_project.path / "reports").exists()
+
+
+def test_a_failed_phase_reaches_the_failure_hook_at_once(runbook_project: pytest.Pytester) -> None:
+    """plugins/hooks.py: pytest_runbook_phase_failed is called when the test fails, before later phases run; an
+    implementation that raises is a warning of the run, and the gate still closes."""
+    runbook_project.makeconftest(
+        f"pytest_plugins = {PLUGINS!r}\n"
+        "import pytest\n"
+        "seen = []\n"
+        "class Watcher:\n"
+        "    def pytest_runbook_phase_failed(self, run, phase, why):\n"
+        "        seen.append((phase, why))\n"
+        "        raise RuntimeError('handler broke')\n"
+        "def pytest_configure(config):\n"
+        "    config.pluginmanager.register(Watcher(), 'watcher')\n"
+    )
+    write_rollback_modules(runbook_project, failing="RB-2")
+    result = runbook_project.runpytest("-m", "rollback", "--env", "Remote", "-rs")
+    out = result.stdout.str()
+    assert "a handler of the failure of RB-2 raised: handler broke" in out
+    assert "blocked by RB-2: disk full" in out
+    (bundle,) = bundles(runbook_project)
+    events = read_events(bundle / "evidence.jsonl")
+    warned = next(i for i, e in enumerate(events) if e["kind"] == "warning")
+    rb3 = next(i for i, e in enumerate(events) if e["kind"] == "phase.start" and e["phase"] == "RB-3")
+    assert warned < rb3, "the hook ran when RB-2 failed, before the next phase"
