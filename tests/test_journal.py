@@ -72,9 +72,9 @@ def rewrite_journal(bundle: Path, edit: Callable[[list[bytes]], list[bytes]]) ->
     path.write_bytes(b"".join(edit(journal_lines(bundle))))
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "plugins.journal", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -82,19 +82,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_module("plugins.journal", *args)
 
 
 def run_evidence_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The command the operator is told to run (README, DESIGN): python -m plugins.evidence."""
-    return subprocess.run(
-        [sys.executable, "-m", "plugins.evidence", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        check=False,
-    )
+    return run_module("plugins.evidence", *args)
 
 
 def manifest_of(bundle: Path) -> dict[str, Any]:
