@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from drivers import phases
+
 __all__ = [
     "ConfigError",
     "ConfigProblems",
@@ -94,8 +96,9 @@ class Packages:
 
 @dataclass(frozen=True)
 class Drivers:
-    deploy: str = field(default="lab", metadata=_choice("lab", "command"))
-    router: str = field(default="lab", metadata=_choice("lab", "nginx", "command"))
+    # Driver names are checked against the driver registries by preflight, for the flows that use them.
+    deploy: str = "lab"
+    router: str = "lab"
     start_timeout_s: float = field(default=30.0, metadata={"min": 0.1})
     # How long one [drivers.command] verb may run before its whole process tree is killed; per verb in
     # [drivers.timeouts] (e.g. deploy = 900), else command_timeout_s.
@@ -110,7 +113,7 @@ class Drivers:
 @dataclass(frozen=True)
 class Notify:
     webhook_url: str = ""
-    format: str = field(default="generic", metadata=_choice("teams", "slack", "generic"))
+    format: str = "generic"  # a name of drivers.notify.FORMATS, checked by preflight
     timeout_s: float = field(default=5.0, metadata={"min": 0.1})
     retries: int = field(default=3, metadata={"min": 0})
 
@@ -153,7 +156,7 @@ class Browser:
 
 @dataclass(frozen=True)
 class Zap:
-    engine: str = field(default="builtin", metadata=_choice("zap", "builtin"))
+    engine: str = "builtin"  # a name of drivers.zap.SCANNERS, checked by preflight
     api_url: str = "http://127.0.0.1:8090"
     api_key: str = ""  # usually "${ZAP_API_KEY}"
     path: str = ""  # zap.sh / zap.bat to start a daemon when none answers at api_url
@@ -182,8 +185,8 @@ class E2E:
 class Matrix:
     # The rows whose check may never be skipped: a skip ("not configured", tool missing) fails the gate.
     required: list[str] = field(
-        default_factory=lambda: ["DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP"],
-        metadata=_choice("DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP"),
+        default_factory=lambda: list(phases.ROWS),
+        metadata=_choice(*phases.ROWS),
     )
 
 
@@ -274,12 +277,11 @@ class Environment:
 
     def sections_used(self, flow: str, rows: frozenset[str]) -> set[str]:
         used = {"service", "scope", "lab", "paths", "matrix"}
-        if flow in ("rollback", "bluegreen"):
+        if flow in phases.CHANGING_FLOWS:
             used |= {"packages", "drivers", "notify"}
-        if flow == "bluegreen":
+        if flow == phases.BLUEGREEN:
             used |= {"slots", "monitor", "approval"}
-        used |= {section for row, section in _ROW_SECTIONS.items() if row in rows}
-        used |= {section for row, extra in _ROW_EXTRA_SECTIONS.items() if row in rows for section in extra}
+        used |= {s for row in rows for s in (*phases.BY_ID[row].sections, *phases.BY_ID[row].extra_sections)}
         if "DR-AXE" in rows and self.axe.login:
             used.add("e2e")  # the login for pages behind it comes from [e2e] username / password
         return used
@@ -288,8 +290,7 @@ class Environment:
         """Whether the environment file configures this matrix row (DR-SMOKE needs only [service])."""
         if row == "DR-E2E":
             return "e2e" in self.present and bool(self.e2e.flows or self.e2e.command)
-        section = _ROW_SECTIONS.get(row)
-        return section is None or section in self.present
+        return all(section in self.present for section in phases.BY_ID[row].sections)
 
     def require(self, flow: str, rows: frozenset[str]) -> None:
         """Raise ConfigProblems when a run of `flow` with matrix `rows` lacks what it needs."""
@@ -337,9 +338,6 @@ class Environment:
             found.append(ConfigError(src, "[axe] pages", "at least one page path for DR-AXE"))
         return found
 
-
-_ROW_SECTIONS = {"DR-AXE": "axe", "DR-ZAP": "zap", "DR-E2E": "e2e"}
-_ROW_EXTRA_SECTIONS = {"DR-AXE": ("browser",), "DR-E2E": ("browser",)}
 
 _SECTION_TYPES: dict[str, type] = {
     "service": Service,

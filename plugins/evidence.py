@@ -173,6 +173,10 @@ def seal_bundle(session: pytest.Session, run: RunbookRun) -> None:
         except Exception as exc:  # noqa: BLE001 - an unsealed bundle is reported, the run's outcome stands
             run.writer_errors.append(f"sealing the evidence bundle failed: {exc}")
     run.close_writers()
+    try:
+        session.config.hook.pytest_runbook_bundle_sealed(run=run)
+    except Exception as exc:  # noqa: BLE001 - archiving a sealed bundle must not change the run's outcome
+        run.writer_errors.append(f"after the seal: {plain_error(exc)}")
 
 
 def scrub_file(path: Path, secrets: frozenset[str]) -> None:

@@ -17,38 +17,13 @@ from typing import Any
 
 import pytest
 
+from drivers import phases as table
 from drivers.base import plain_error
 from plugins import preflight
-from plugins.state import (
-    ALL_PHASES,
-    FLOWS,
-    MATRIX_ROWS,
-    OWN_PHASES,
-    RECORDING_PHASES,
-    PhaseRecord,
-    RunbookRun,
-    now_iso,
-    run_key,
-)
+from plugins.state import PhaseRecord, RunbookRun, now_iso, run_key
 
-MARKERS = {
-    "rollback": "single-node rollback flow (playbook §6)",
-    "bluegreen": "Blue/Green release flow (playbook §5)",
-    "traffic": "phases that switch or hold production traffic (BG-4, BG-5); excluded by the CI gate",
-    "dr_smoke": "matrix row DR-SMOKE: Health 200, Swagger 200, Kerberos answering",
-    "dr_e2e": "matrix row DR-E2E: main user-flow regression",
-    "dr_axe": "matrix row DR-AXE: accessibility regression",
-    "dr_zap": "matrix row DR-ZAP: security scan",
-    "phase(id)": "the playbook phase this test executes: " + ", ".join(sorted(ALL_PHASES)),
-}
-FLOW_MARKERS = frozenset({"rollback", "bluegreen", *MATRIX_ROWS.values()})
-
-# One order for every phase id, consistent with each flow's own order (a run never mixes the two flows).
-TOTAL_ORDER = ("PRE", "RB-1", "RB-2", "RB-3", "BG-1", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "RB-4", "RB-5",
-               "BG-3", "BG-4", "BG-5")  # fmt: skip
-assert set(TOTAL_ORDER) == ALL_PHASES
-for _phases in FLOWS.values():
-    assert list(_phases) == sorted(_phases, key=TOTAL_ORDER.index)
+_ROW_MARKERS = table.row_markers()
+_RANK = {phase: n for n, phase in enumerate(table.ORDER)}
 
 plan_key = pytest.StashKey["Plan"]()
 plan_problems_key = pytest.StashKey[list[str]]()
@@ -64,13 +39,13 @@ class Plan:
 def phase_of(item: pytest.Item) -> str | None:
     mark = item.get_closest_marker("phase")
     if mark is None:
-        if any(item.get_closest_marker(name) for name in FLOW_MARKERS):
+        if any(item.get_closest_marker(name) for name in _ROW_MARKERS):
             raise pytest.UsageError(f"{item.nodeid}: a runbook test needs @pytest.mark.phase(<playbook id>)")
         return None
-    if len(mark.args) != 1 or mark.kwargs or mark.args[0] not in ALL_PHASES:
+    if len(mark.args) != 1 or mark.kwargs or mark.args[0] not in table.BY_ID:
         raise pytest.UsageError(
             f"{item.nodeid}: @pytest.mark.phase takes one playbook phase id, one of "
-            f"{', '.join(TOTAL_ORDER)}; got args={mark.args!r} kwargs={mark.kwargs!r}"
+            f"{', '.join(table.ORDER)}; got args={mark.args!r} kwargs={mark.kwargs!r}"
         )
     return str(mark.args[0])
 
@@ -82,7 +57,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in MARKERS.items():
+    for name, text in table.markers().items():
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
@@ -92,7 +67,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def key(item: pytest.Item) -> int:
         phase = phase_of(item)
-        return TOTAL_ORDER.index(phase) if phase else len(TOTAL_ORDER)
+        return _RANK[phase] if phase else len(_RANK)
 
     items[:] = sorted(items, key=key)
 
@@ -105,16 +80,16 @@ def determine_flow(config: pytest.Config, items: list[pytest.Item]) -> Plan | No
             phases.setdefault(phase, []).append(item)
     if not phases:
         return None
-    flows = sorted(flow for flow, own in OWN_PHASES.items() if own & phases.keys())
+    flows = sorted(flow for flow, own in table.OWN_PHASES.items() if own & phases.keys())
     if len(flows) > 1:
-        mixed = ", ".join(sorted(p for p in phases if p not in FLOWS["matrix"]))
+        mixed = ", ".join(sorted(p for p in phases if p not in table.FLOWS[table.MATRIX]))
         raise pytest.UsageError(
             f"-m {config.option.markexpr or '(none)'}: selects phases of both the rollback and the bluegreen "
             f"flow ({mixed}); run one flow at a time: -m rollback or -m bluegreen"
         )
-    flow = flows[0] if flows else "matrix"
-    ordered = [item for phase in FLOWS[flow] for item in phases.get(phase, [])]
-    return Plan(flow, ordered, {phase: phases[phase] for phase in FLOWS[flow] if phase in phases})
+    flow = flows[0] if flows else table.MATRIX
+    ordered = [item for phase in table.FLOWS[flow] for item in phases.get(phase, [])]
+    return Plan(flow, ordered, {phase: phases[phase] for phase in table.FLOWS[flow] if phase in phases})
 
 
 @pytest.hookimpl(trylast=True)
@@ -134,7 +109,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "runbook tests are selected but no environment is: pass --env NAME (e.g. --env Lab) or --env-file PATH"
         )
     run.flow = plan.flow
-    run.rows = frozenset(p for p in plan.phases if p in MATRIX_ROWS)
+    run.rows = frozenset(p for p in plan.phases if table.BY_ID[p].is_row)
     run.phases = {p: PhaseRecord(p, [i.nodeid for i in items]) for p, items in plan.phases.items()}
     # Nothing before preflight: every problem of the file, the flow and the options, at once (exit 4).
     plan_only = bool(config.getoption("runbook_plan") or config.option.collectonly)
@@ -162,7 +137,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if record.started is None:
         record.started = now_iso()
         run.record("phase.start", {"title": phase_title(item)})
-    if run.blocked_by and run.blocked_by[0] != phase and phase not in RECORDING_PHASES:
+    if run.blocked_by and run.blocked_by[0] != phase and phase not in table.RECORDING:
         blocked_phase, why = run.blocked_by
         item.stash[_blocked_key] = True
         pytest.skip(f"blocked by {blocked_phase}: {why}")
@@ -176,7 +151,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if run is None or phase is None:
         return report
     blocked = item.stash.get(_blocked_key, False)
-    required = phase in MATRIX_ROWS and phase in run.env.matrix.required
+    required = table.BY_ID[phase].is_row and phase in run.env.matrix.required
     if required and report.skipped and not blocked and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = (
@@ -224,7 +199,7 @@ def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestRep
     if report.failed:
         why = one_line(report)
         record.reason = record.reason or why
-        if run.blocked_by is None and phase not in RECORDING_PHASES:
+        if run.blocked_by is None and phase not in table.RECORDING:
             run.blocked_by = (phase, why)
         try:
             item.config.hook.pytest_runbook_phase_failed(run=run, phase=phase, why=why)
@@ -296,7 +271,7 @@ def render_plan(plan: Plan, config: pytest.Config) -> str:
             doc = " ".join((getattr(getattr(item, "obj", None), "__doc__", None) or "").split())
             label = doc or item.name
             lines.append(f"- [ ] {label}  `{item.nodeid}`")
-        if phase in RECORDING_PHASES:
+        if phase in table.RECORDING:
             lines.append("  (recording phase: runs even after a failed gate)")
         lines.append("")
     problems = config.stash.get(plan_problems_key, [])

@@ -18,3 +18,10 @@ def pytest_runbook_phase_failed(run: RunbookRun, phase: str, why: str) -> None:
     """A runbook test of `phase` failed (called at once, from its report, not at session end): a Blue/Green
     release sends traffic back to the previously live slot here. An implementation that raises is reported as a
     warning of the run; the gate still closes."""
+
+
+@pytest.hookspec
+def pytest_runbook_bundle_sealed(run: RunbookRun) -> None:
+    """The evidence bundle of `run` is complete and sealed (manifest written, journal closed): archive it here.
+    Nothing may be written into the bundle any more. An implementation that raises is reported as an evidence
+    writer error; the run's outcome stands."""

@@ -29,12 +29,14 @@ from drivers.base import DriverError
 from drivers.browser import parse_window
 from drivers.config import Environment
 from drivers.deploy import DEPLOY_DRIVERS
+from drivers.notify import FORMATS
+from drivers.phases import BLUEGREEN, CHANGING_FLOWS
 from drivers.router import ROUTER_DRIVERS
+from drivers.zap import SCANNERS
 from drivers.zap_rules import RulesError, load_rules
 from plugins.state import RunbookRun
 
 # Flows that change a system: they stop, deploy or switch. A matrix-only run only looks.
-CHANGING_FLOWS = frozenset({"rollback", "bluegreen"})
 
 
 def project_path(run: RunbookRun, value: str) -> Path:
@@ -67,7 +69,7 @@ def check(run: RunbookRun, phases: Iterable[str], *, plan_only: bool) -> list[st
     phases = list(phases)
     problems = list(run.config_problems)
     problems += [str(p) for p in env.problems(flow, run.rows)]
-    problems += _drivers(env, flow)
+    problems += _drivers(env, flow, run.rows)
     problems += _commands(run, flow, phases)
     problems += _files(run, flow)
     problems += _scope(env, flow)
@@ -88,21 +90,23 @@ def raise_if_problems(problems: list[str], run: RunbookRun) -> None:
     )
 
 
-def _drivers(env: Environment, flow: str) -> list[str]:
+def _drivers(env: Environment, flow: str, rows: frozenset[str]) -> list[str]:
+    """Every backend name the run will use, against the registry that defines the names (never a copy)."""
     src = str(env.source)
     found: list[str] = []
-    if flow not in CHANGING_FLOWS:
-        return found
-    uses = [("deploy", env.drivers.deploy, DEPLOY_DRIVERS.names())]
-    if flow == "bluegreen":
-        uses.append(("router", env.drivers.router, ROUTER_DRIVERS.names()))
-    for key, name, known in uses:
+    uses: list[tuple[str, str, str, list[str]]] = []
+    if flow in CHANGING_FLOWS:
+        uses.append(("[drivers] deploy", "deploy driver", env.drivers.deploy, DEPLOY_DRIVERS.names()))
+        uses.append(("[notify] format", "notify format", env.notify.format, FORMATS.names()))
+    if flow == BLUEGREEN:
+        uses.append(("[drivers] router", "router driver", env.drivers.router, ROUTER_DRIVERS.names()))
+    if "DR-ZAP" in rows and env.row_configured("DR-ZAP"):
+        uses.append(("[zap] engine", "scan engine", env.zap.engine, SCANNERS.names()))
+    for key, what, name, known in uses:
         if name not in known:
-            found.append(f'{src}: [drivers] {key}: no {key} driver "{name}" (known: {", ".join(known)})')
+            found.append(f'{src}: {key}: no {what} "{name}" (known: {", ".join(known)})')
         elif name == "lab" and not env.is_lab:
-            found.append(
-                f'{src}: [drivers] {key}: "lab" drives the embedded Lab only; this file has kind = "remote"'
-            )
+            found.append(f'{src}: {key}: "lab" drives the embedded Lab only; this file has kind = "remote"')
     return found
 
 

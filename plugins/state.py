@@ -22,26 +22,6 @@ from drivers.config import Environment
 
 log = logging.getLogger("runbook")
 
-# The playbook's phase ids in the order each flow runs them (DESIGN.md "Flows and phases").
-FLOWS: dict[str, tuple[str, ...]] = {
-    "rollback": ("PRE", "RB-1", "RB-2", "RB-3", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "RB-4", "RB-5"),
-    "bluegreen": ("PRE", "BG-1", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "BG-3", "BG-4", "BG-5"),
-    "matrix": ("PRE", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP"),
-}
-MATRIX_ROWS: dict[str, str] = {
-    "DR-SMOKE": "dr_smoke",
-    "DR-E2E": "dr_e2e",
-    "DR-AXE": "dr_axe",
-    "DR-ZAP": "dr_zap",
-}
-SHARED_PHASES = frozenset({"PRE", *MATRIX_ROWS})
-OWN_PHASES: dict[str, frozenset[str]] = {
-    flow: frozenset(phases) - SHARED_PHASES for flow, phases in FLOWS.items() if flow != "matrix"
-}
-ALL_PHASES = frozenset(p for phases in FLOWS.values() for p in phases)
-# Recording phases always run, even after a failed gate: the evidence of a failure is the point.
-RECORDING_PHASES = frozenset({"RB-5"})
-
 run_key = pytest.StashKey["RunbookRun"]()
 
 

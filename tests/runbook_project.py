@@ -56,10 +56,8 @@ def phase_module(phase: str, *markers: str, body: str = "def test_step():\n    p
 def make_runbook_project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A project with the runbook plugins, a remote environment file and an evidence dir of its own."""
     pytester.makeconftest(f"pytest_plugins = {PLUGINS!r}\n")
-    pytester.makeini(
-        "[pytest]\nmarkers =\n    rollback\n    bluegreen\n    traffic\n    dr_smoke\n    dr_e2e\n"
-        "    dr_axe\n    dr_zap\n    phase(id)\naddopts = --strict-markers -p no:cacheprovider\n"
-    )
+    # No markers here: the runbook registers its own from drivers/phases.py (--strict-markers proves it).
+    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
     (pytester.path / "environments").mkdir()
     (pytester.path / "environments" / "Remote.toml").write_text(remote_env())
     (pytester.path / "offline").mkdir()

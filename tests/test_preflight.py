@@ -221,6 +221,17 @@ CASES = [
         args=("-m", "bluegreen"),
     ),
     Case(
+        "zap-engine-unknown",
+        '[zap] engine: no scan engine "w3af" (known: builtin, zap)',
+        {"zap": '[zap]\nengine = "w3af"'},
+        args=("-m", "dr_zap"),
+    ),
+    Case(
+        "notify-format-unknown",
+        '[notify] format: no notify format "email" (known: generic, slack, teams)',
+        {"notify+": 'format = "email"'},
+    ),
+    Case(
         "lab-driver-remote",
         '[drivers] deploy: "lab" drives the embedded Lab only',
         {"drivers": '[drivers]\ndeploy = "lab"'},
