@@ -61,7 +61,7 @@ format: $(STAMP)
 	"$(PY)" -m ruff check --fix .
 
 test: setup lint
-	"$(PY)" -m pytest tests $(PYTEST_ARGS)
+	"$(PY)" -m pytest -p pytester tests $(PYTEST_ARGS)
 
 # Stops a Lab left running by --keep-lab (by the PIDs it recorded, never by name), and the browsers that killed
 # runs left running (by the PIDs, start times and command lines in .runbook/browsers; a live run's are kept).

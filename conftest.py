@@ -3,8 +3,8 @@
 pytest_plugins = [
     "plugins.options",
     "plugins.flow",
-    "plugins.evidence",
     "plugins.report",
+    "plugins.evidence",
     "plugins.matrix",
     "fixtures.environment",
     "fixtures.probe",
@@ -12,6 +12,9 @@ pytest_plugins = [
     "fixtures.rollback",
     "fixtures.deploy",
     "fixtures.bluegreen",
+    "plugins.screenshots",
     "fixtures.browser",
+    "fixtures.axe",
+    "fixtures.e2e",
     "fixtures.zap",
 ]

@@ -21,6 +21,7 @@ from drivers.base import plain_error
 from drivers.config import redact_text
 from plugins import journal as journal_mod
 from plugins.flow import one_line, phase_of
+from plugins.report import attach_html_report, html_unavailable
 from plugins.state import RunbookRun, describe, run_key
 
 
@@ -32,7 +33,9 @@ class JournalWriter:
         self.journal = journal_mod.Journal(path, run.run_id, run.env.name, run.flow, redact=run.env.redact)
 
     def write(self, event: Mapping[str, Any]) -> None:
-        self.journal.append(event["kind"], event["data"], phase=event["phase"], nodeid=event["nodeid"])
+        self.journal.append(
+            event["kind"], event["data"], phase=event["phase"], nodeid=event["nodeid"], ts=event["ts"]
+        )
 
     def close(self) -> None:
         self.journal.close()
@@ -102,8 +105,6 @@ def start_bundle(session: pytest.Session, run: RunbookRun) -> None:
         },
         phase=None,
     )
-    from plugins.report import attach_html_report
-
     attach_html_report(session, run, run.bundle / "report.html")
 
 
@@ -127,11 +128,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
             # A site left down is a failed run, whatever the tests said: exit code 1.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             exitstatus = int(session.exitstatus)
-        run.outcome = "failed" if failed or run.site_down or exitstatus not in (0,) else "passed"
+        outcome = "failed" if failed or run.site_down or exitstatus not in (0,) else "passed"
         run.record(
             "run.end",
             {
-                "outcome": run.outcome,
+                "outcome": outcome,
                 "exitstatus": int(exitstatus),
                 "version_from": run.version_from,
                 "version_to": run.version_to,
@@ -270,9 +271,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.write_line(f"Evidence: {run.bundle}")
     if run.journal_last_hash:
         tr.write_line(f"Journal:  last hash {run.journal_last_hash} (keep it with the change record)")
-    tr.write_line(f"Report:   {run.bundle / 'report.html'}")
-    if run.lab_urls and (run.options.keep_lab or run.lab_reused):
-        tr.write_line("Lab left running: " + ", ".join(f"{k} {v}" for k, v in run.lab_urls.items()))
+    report = run.bundle / "report.html"
+    tr.write_line(
+        f"Report:   {report}" if report.exists() else f"Report:   {html_unavailable(config) or 'not written'}"
+    )
+    lab = run.lab
+    if lab and (run.options.keep_lab or lab.get("reused")):
+        tr.write_line("Lab left running: " + ", ".join(f"{k} {v}" for k, v in lab["urls"].items()))
         tr.write_line("          stop it with `make clean-lab`")
 
 

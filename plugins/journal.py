@@ -261,8 +261,10 @@ class Journal:
         *,
         phase: str | None = None,
         nodeid: str | None = None,
+        ts: str | None = None,
     ) -> dict[str, Any]:
-        """Write one event and return it as written (with seq, ts, prev_hash and hash).
+        """Write one event and return it as written (with seq, ts, prev_hash and hash). `ts` is when the
+        event happened (the recorder's stamp, `2026-11-26T13:02:11.123+00:00`); default now.
 
         Every string in `data` (values and keys, at any depth) and the nodeid pass through the run's redactor
         before hashing, so secrets never reach the file.
@@ -282,8 +284,12 @@ class Journal:
         plain_data = converter.value(data) if data is not None else {}
         plain_nodeid = converter.text(nodeid) if nodeid is not None else None
         plain_phase = _utf8_safe(phase) if phase is not None else None
+        if ts is not None and not _CREATED.fullmatch(ts):
+            raise ValueError(
+                f"journal event ts {ts!r}: expected UTC ISO 8601 with milliseconds, like {utc_timestamp()}"
+            )
         with self._lock:
-            event = self._append_locked(kind, plain_data, plain_phase, plain_nodeid)
+            event = self._append_locked(kind, plain_data, plain_phase, plain_nodeid, ts)
         return dict(event)
 
     def seal(self) -> dict[str, Any]:
@@ -319,12 +325,12 @@ class Journal:
             raise ValueError(f"{self._path}: journal is closed")
 
     def _append_locked(
-        self, kind: str, data: dict[str, Any], phase: str | None, nodeid: str | None
+        self, kind: str, data: dict[str, Any], phase: str | None, nodeid: str | None, ts: str | None = None
     ) -> dict[str, Any]:
         self._refuse_if_finished()
         event: dict[str, Any] = {
             "seq": self._seq + 1,
-            "ts": utc_timestamp(),
+            "ts": ts or utc_timestamp(),
             "run_id": self._run_id,
             "env": self._env,
             "flow": self._flow,

@@ -1,8 +1,9 @@
 """The run's state and data model: one object per session, registered as the plugin "runbook".
 
-Fed by pytest's reports (plugins.flow, plugins.evidence) and by the runbook's own events (the fixtures call
-`RunbookRun.record`); separate writers render it (journal, timeline, JUnit XML, HTML summary). A writer that
-fails is caught, logged and reported on its own: evidence must never abort a recovery.
+Fed by pytest's reports (plugins.flow, plugins.evidence) and by the runbook's own events (the fixtures call the
+recorder methods of `RunbookRun`); writers append each event as it happens (journal, timeline), renderers read
+the events at the end (JUnit XML, report.html, the terminal summary). A writer that fails is caught, logged and
+reported on its own: evidence must never abort a recovery.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
-from drivers.base import plain_error
+from drivers.base import ActionResult, plain_error
 from drivers.config import Environment
 
 log = logging.getLogger("runbook")
@@ -57,10 +58,16 @@ class Writer(Protocol):
 
 
 class RunbookRun:
-    """Everything one runbook session knows; fixtures and plugins share it through `config.stash[run_key]`."""
+    """One runbook session: its identity, its environment, its plan and gate, and its journal of events.
+
+    Fixtures and plugins share it through `config.stash[run_key]`. The journal is the model: phases and
+    fixtures record typed events through the recorder methods below (each event has one timestamp, the one
+    journalled), and everything the summary says (versions from -> to, slots, rollback and its result,
+    approver, site down, outcome) is derived from those events, never set by a test.
+    """
 
     def __init__(self, env: Environment, options: RunOptions, rootdir: Path) -> None:
-        self.env = env
+        self.env = env  # the one environment: replaced once by the Lab-filled one when the Lab starts
         self.options = options
         self.rootdir = rootdir
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -71,29 +78,11 @@ class RunbookRun:
         self.events: list[dict[str, Any]] = []
         self.writers: list[Writer] = []
         self.writer_errors: list[str] = []
-        self.warnings: list[str] = []
-        self.notifications: list[dict[str, Any]] = []
         self.current_phase: str | None = None
         self.current_nodeid: str | None = None
         self.blocked_by: tuple[str, str] | None = None
         self.item_outcomes: dict[str, str] = {}  # nodeid -> passed | failed | skipped | blocked
-        self.version_from: str | None = None
-        self.version_to: str | None = None
-        self.expected_version: str | None = None  # what DR-SMOKE's health must report, when the flow knows
-        self.rollback_ran = False
-        self.rollback_result: str | None = None
-        self.restore_result: str | None = None  # the undo of a failed flow (restore-on-failure), if it ran
-        self.site_down: str | None = None  # what is down and could not be brought back: the loudest fact
-        self.approver: str | None = options.approved_by
-        self.outcome: str | None = None
-        self.service_state: str | None = None  # what the pre-rollback smoke found: up | degraded | stopped
         self.journal_last_hash: str | None = None
-        self.lab_urls: dict[str, str] = {}
-        self.lab_reused = False  # a Lab kept by an earlier --keep-lab, which this run leaves running
-        self.effective_env: Environment = env
-        self.report_sections: list[
-            str
-        ] = []  # extra HTML sections (monitoring chart, findings) for report.html
         self.reports: dict[str, list[pytest.TestReport]] = {}  # nodeid -> setup/call/teardown reports
         self.config_problems: list[str] = []  # the environment file's own problems, reported by preflight
         self._lock = threading.RLock()
@@ -101,31 +90,70 @@ class RunbookRun:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.setdefault(report.nodeid, []).append(report)
 
-    # --- the runbook's own events -------------------------------------------------------------------
+    # --- the journal ----------------------------------------------------------------------------------
     def record(
         self, kind: str, data: Mapping[str, Any] | None = None, *, phase: str | object | None = ...
     ) -> None:
         """Append an event to every writer; a writer that fails is reported, never raised."""
         with self._lock:
             event = {
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "ts": now_iso(),
                 "phase": self.current_phase if phase is ... else phase,
                 "nodeid": self.current_nodeid,
                 "kind": kind,
                 "data": dict(data or {}),
             }
+            self.append(event)
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Give an event, stamped already, to every writer and keep it (also for events a worker recorded)."""
+        with self._lock:
             for writer in self.writers:
                 try:
                     writer.write(event)
                 except Exception as exc:  # noqa: BLE001 - a broken writer must not stop a recovery
-                    message = f"evidence writer {writer.name} failed on a {kind} event: {plain_error(exc)}"
+                    message = (
+                        f"evidence writer {writer.name} failed on a {event['kind']} event: {plain_error(exc)}"
+                    )
                     log.error(message)
                     self.writer_errors.append(message)
             self.events.append(event)
 
+    # --- recorders: one typed event each ----------------------------------------------------------------
+    def action(self, action: ActionResult, *, phase: str | object | None = ...) -> None:
+        """Something done to a system (stop, deploy, start, switch, a browser, a scan)."""
+        self.record("action", asdict(action), phase=phase)
+
+    def approval(self, approver: str, **data: Any) -> None:
+        self.record("approval", {"approver": approver, **data})
+
+    def version(self, role: str, version: str | None, why: str) -> None:
+        """A version the run learnt: `from` (served before), `to` (serves now), `expected` (what the next
+        smoke must find)."""
+        assert role in ("from", "to", "expected"), role
+        self.record("version", {"role": role, "version": version, "why": why})
+
+    def rollback(self, **data: Any) -> None:
+        """A rollback decision or a rollback that ran (`result` succeeded or failed)."""
+        self.record("rollback", data)
+
+    def notified(self, **data: Any) -> None:
+        """A notification and how its delivery went (delivered | failed, attempts, target)."""
+        self.record("notify", data)
+
+    def site_is_down(self, what: str, message: str) -> None:
+        self.record("site.down", {"message": message, "what": what})
+
+    def note(self, message: str, **data: Any) -> None:
+        self.record("note", {"message": message, **data})
+
+    def result(self, kind: str, **data: Any) -> None:
+        """A row's structured result (`axe.result`, `zap.result`, `e2e.command`, `monitor.result`): the
+        report renders its section from this event."""
+        self.record(kind, data)
+
     def warn(self, message: str, **data: Any) -> None:
         """Something an operator must read, that does not stop the flow (e.g. a notification not delivered)."""
-        self.warnings.append(self.env.redact(message))
         self.record("warning", {"message": message, **data})
 
     def close_writers(self) -> None:
@@ -137,7 +165,75 @@ class RunbookRun:
                     f"evidence writer {writer.name} failed to close: {plain_error(exc)}"
                 )
 
-    # --- questions the plugins and the report ask ---------------------------------------------------
+    # --- what the events say ----------------------------------------------------------------------------
+    def of_kind(self, kind: str) -> list[Mapping[str, Any]]:
+        """The data of every event of `kind`, in order."""
+        return [e["data"] for e in self.events if e["kind"] == kind]
+
+    def _version(self, role: str) -> str | None:
+        found = [d.get("version") for d in self.of_kind("version") if d.get("role") == role]
+        return str(found[-1]) if found and found[-1] is not None else None
+
+    @property
+    def version_from(self) -> str | None:
+        return self._version("from")
+
+    @property
+    def version_to(self) -> str | None:
+        return self._version("to")
+
+    @property
+    def expected_version(self) -> str | None:
+        return self._version("expected")
+
+    def _rollbacks_ran(self) -> list[Mapping[str, Any]]:
+        return [d for d in self.of_kind("rollback") if d.get("result") in ROLLBACK_RAN]
+
+    @property
+    def rollback_ran(self) -> bool:
+        return bool(self._rollbacks_ran())
+
+    @property
+    def rollback_result(self) -> str | None:
+        ran = self._rollbacks_ran()
+        return str(ran[-1]["result"]) if ran else None
+
+    @property
+    def restore_result(self) -> str | None:
+        """The undo of a failed flow on a node (restore-on-failure), if it ran."""
+        ran = [d for d in self._rollbacks_ran() if "node" in d]
+        return f"{ran[-1]['result']}: {ran[-1].get('detail') or ''}" if ran else None
+
+    @property
+    def site_down(self) -> str | None:
+        """What is down and could not be brought back: the loudest fact of a run."""
+        down = self.of_kind("site.down")
+        return str(down[-1].get("what")) if down else None
+
+    @property
+    def approver(self) -> str | None:
+        given = self.of_kind("approval")
+        return str(given[-1]["approver"]) if given else None
+
+    @property
+    def outcome(self) -> str | None:
+        end = self.of_kind("run.end")
+        return str(end[-1]["outcome"]) if end else None
+
+    @property
+    def warnings(self) -> list[str]:
+        return [self.env.redact(str(d.get("message", ""))) for d in self.of_kind("warning")]
+
+    @property
+    def notifications(self) -> list[Mapping[str, Any]]:
+        return self.of_kind("notify")
+
+    @property
+    def lab(self) -> Mapping[str, Any]:
+        """The Lab this run used: urls, reused (kept by an earlier --keep-lab); empty without one."""
+        labs = self.of_kind("lab")
+        return labs[-1] if labs else {}
+
     @property
     def artifacts(self) -> Path:
         assert self.bundle is not None, "the evidence bundle is created when the run starts"
@@ -147,10 +243,9 @@ class RunbookRun:
         """Versions from -> to in words; a release that was rolled back is named, not hidden by "1.0.0 -> 1.0.0"."""
         start, end = self.version_from or "unknown", self.version_to or "not reached"
         tried = next(
-            (e["data"].get("from") for e in reversed(self.events)
+            (d.get("from") for d in reversed(self.of_kind("rollback"))
              # A rollback that undid something (traffic back to a slot, a restore on a node), not RB-3 itself.
-             if e["kind"] == "rollback" and e["data"].get("result") == "succeeded" and e["data"].get("from")
-             and ("to_slot" in e["data"] or "node" in e["data"])),
+             if d.get("result") == "succeeded" and d.get("from") and ("to_slot" in d or "node" in d)),
             None,
         )  # fmt: skip
         if tried and tried != end:
@@ -158,14 +253,18 @@ class RunbookRun:
         return f"{start} -> {end}"
 
     def outcome_words(self) -> str:
-        down = f"SITE DOWN: {self.site_down}. " if self.site_down else ""
-        if self.outcome == "passed" and not self.site_down:
+        site_down = self.site_down
+        down = f"SITE DOWN: {site_down}. " if site_down else ""
+        if self.outcome == "passed" and not site_down:
             return "PASSED: every phase that ran passed."
         failed = [p for p in self.phases.values() if p.outcome == "failed"]
         if failed:
             first = failed[0]
             return f"{down}FAILED at {first.id}: {first.reason or 'no reason given'}"
         return f"{down}FAILED"
+
+
+ROLLBACK_RAN = frozenset({"succeeded", "failed"})  # a rollback event with one of these results ran
 
 
 def now_iso() -> str:
@@ -226,4 +325,18 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "warning": lambda d: f"WARNING: {d.get('message')}",
     "site.down": lambda d: str(d.get("message", "SITE DOWN")),
     "note": lambda d: str(d.get("message", "")),
+    "version": lambda d: f"version {d.get('role')}: {d.get('version') or 'unknown'} ({d.get('why')})",
+    "lab": lambda d: (
+        f"Lab {'reused' if d.get('reused') else 'started'}: "
+        + ", ".join(f"{k} {v}" for k, v in (d.get("urls") or {}).items())
+    ),
+    "axe.result": lambda d: (
+        f"axe-core on {len(d.get('pages') or [])} page(s): {len(d.get('rows') or [])} finding(s)"
+    ),
+    "zap.result": lambda d: f"security scan of {d.get('target')}: {d.get('gate')}",
+    "e2e.command": lambda d: f"regression command: {d.get('outcome')}",
+    "monitor.result": lambda d: (
+        f"monitoring: {(d.get('summary') or {}).get('probes')} probes, p95 {(d.get('summary') or {}).get('p95_ms')} ms"
+        + (f", breach: {d['summary']['breach']}" if (d.get("summary") or {}).get("breach") else "")
+    ),
 }

@@ -20,7 +20,7 @@ def test_deploy_latest_package_to_idle_slot(
 ) -> None:
     """Verify the latest package's SHA-256 right before use, stop the idle slot, lay the package out there, start
     it and wait (bounded) until it is healthy on that version. The live slot keeps serving the public address."""
-    runbook.expected_version = release.version
+    runbook.version("expected", release.version, "the release deployed to the idle slot")
     started = driver_step(bluegreen.deploy_to_idle)
     assert bluegreen.release_version == release.version
     assert started.detail.get("version") == release.version

@@ -31,7 +31,7 @@ def test_switch_traffic_to_the_release(
         driver_step(bluegreen.check_verified_release)
     assert approval(switching=True, version=bluegreen.release_version, words=bluegreen.words())
     driver_step(bluegreen.switch_to_release)
-    runbook.expected_version = bluegreen.release_version
+    runbook.version("expected", bluegreen.release_version, "the release the public address must serve")
     health = probe("health", url_at(environment.service.base_url, environment.service.health_path))
     body = health.json() if health.status == 200 else None
     served = body.get("version") if isinstance(body, dict) else None

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.config import Environment
 from fixtures.bluegreen import BlueGreen, version_words
-from fixtures.deploy import driver_step, record_action
+from fixtures.deploy import driver_step
 from plugins.state import RunbookRun
 
 pytestmark = [pytest.mark.bluegreen, pytest.mark.traffic, pytest.mark.phase("BG-5")]
@@ -35,7 +35,7 @@ def test_previous_slot_kept_as_warm_standby(
     )
     if environment.slots.standby_then == "release" and runbook.options.rollback_policy != "always":
         for step in driver_step(lambda: bluegreen.deployer.stop_site(standby)):
-            record_action(runbook, step)
+            runbook.action(step)
         runbook.record(
             "note", {"message": f"warm standby {standby} released ([slots] standby_then = release)"}
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from drivers.config import Axe
-from fixtures.browser import AxeCheck, ScanPage
+from fixtures.axe import AxeCheck, ScanPage
 from plugins.state import RunbookRun, run_key
 
 pytestmark = [

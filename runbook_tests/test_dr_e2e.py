@@ -17,7 +17,7 @@ import pytest
 from drivers.base import quoted
 from drivers.e2e import LoginPage
 from drivers.probe import url_at
-from fixtures.browser import PROCESS_TIMEOUT_S, PortalFlow, RegressionOutcome
+from fixtures.e2e import PROCESS_TIMEOUT_S, PortalFlow, RegressionOutcome
 from fixtures.probe import Probe
 from plugins.matrix import e2e_part
 from plugins.state import RunbookRun

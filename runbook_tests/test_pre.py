@@ -37,11 +37,9 @@ def test_approval_recorded_before_anything_changes(runbook: RunbookRun, environm
             "note", {"message": f"no approver given; {environment.source}: [approval] required = false"}
         )
         return
-    runbook.approver = approver
-    runbook.record(
-        "approval",
-        {"approver": approver, "env": environment.name, "for": f"the {runbook.flow} flow on {environment.name}",
-         "given": "--approved-by" if runbook.options.approved_by else "the Lab drills approve themselves"},
+    runbook.approval(
+        approver, env=environment.name, given="--approved-by" if runbook.options.approved_by
+        else "the Lab drills approve themselves", **{"for": f"the {runbook.flow} flow on {environment.name}"},
     )  # fmt: skip
 
 
@@ -82,23 +80,19 @@ def test_outage_watch_smoke_before_acting(
     base = environment.service.base_url
     results = [probe(c.name, url_at(base, c.path)) for c in smoke_checks(environment.service)]
     health = results[0].json() if results[0].status in (200, 503) else None
-    runbook.version_from = (
-        str(health["version"]) if isinstance(health, dict) and "version" in health
-        else driver_step(lambda: deployer.current_version("active"))
-    )  # fmt: skip
-    if all(r.refused for r in results):
-        runbook.service_state = "stopped"
-        runbook.record("note", {
-            "message": "every pre-rollback probe refused (-1): the service is treated as fully stopped "
-                       "(playbook §4); the flow goes on to redeploy",
-            "service_state": "stopped", "version_laid_out": runbook.version_from,
-        })  # fmt: skip
+    if isinstance(health, dict) and "version" in health:
+        runbook.version("from", str(health["version"]), "health before acting")
     else:
-        runbook.service_state = "up" if all(r.status in (200, 401) for r in results) else "degraded"
-        runbook.record("note", {
-            "message": f"pre-rollback smoke: service {runbook.service_state}, serving {runbook.version_from}",
-            "service_state": runbook.service_state,
-        })  # fmt: skip
+        runbook.version("from", driver_step(lambda: deployer.current_version("active")), "the deploy driver")
+    serving = runbook.version_from
+    if all(r.refused for r in results):
+        runbook.note(
+            "every pre-rollback probe refused (-1): the service is treated as fully stopped (playbook §4); the flow "
+            "goes on to redeploy", service_state="stopped", version_laid_out=serving,
+        )  # fmt: skip
+    else:
+        state = "up" if all(r.status in (200, 401) for r in results) else "degraded"
+        runbook.note(f"pre-rollback smoke: service {state}, serving {serving}", service_state=state)
 
 
 def test_log_and_evidence_paths_writable(runbook: RunbookRun, log_dirs: list[Path]) -> None:

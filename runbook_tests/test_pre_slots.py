@@ -23,5 +23,5 @@ def test_live_slot_is_known(runbook: RunbookRun, slots: SlotState, public_watch:
             "checked against it, and it could not serve as the warm standby",
             pytrace=False,
         )
-    runbook.version_from = slots.live_version
+    runbook.version("from", slots.live_version, f"served by the live slot {slots.live}")
     runbook.record("note", {"message": f"slots: {slots.words()}; the release goes to {slots.idle}"})

@@ -9,7 +9,7 @@ import pytest
 
 from tests.lab_checks import closed_url
 
-PLUGINS = ["plugins.options", "plugins.flow", "plugins.evidence", "plugins.report", "fixtures.environment"]
+PLUGINS = ["plugins.options", "plugins.flow", "plugins.report", "plugins.evidence", "fixtures.environment"]
 
 
 def remote_env(webhook_url: str | None = None) -> str:

@@ -64,8 +64,10 @@ def test_failed_rb3_restores_the_release_that_was_serving(drill: Any) -> None:
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith(f"OK: {d.bundle}: {len(d.events)} events, chain intact, sealed")
 
-    # One rollback decision: the restore ran, succeeded, and says why.
-    (decided,) = d.index(lambda e: e["kind"] == "rollback")
+    # RB-3's rollback is journalled as failed; then one decision: the restore ran, succeeded, and says why.
+    (rb3,) = d.index(lambda e: e["kind"] == "rollback" and e["phase"] == "RB-3")
+    assert (d.events[rb3]["data"]["result"], d.events[rb3]["data"]["to"]) == ("failed", BROKEN)
+    (decided,) = d.index(lambda e: e["kind"] == "rollback" and "node" in e["data"])
     rollback = d.events[decided]["data"]
     assert (rollback["result"], rollback["to"]) == ("succeeded", CURRENT), rollback
     assert rollback["reason"].startswith(

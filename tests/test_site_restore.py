@@ -53,8 +53,8 @@ def make_lab(tmp_path: Path) -> Iterator[object]:
         env = lab_environment(tmp_path, lab)
         run = RunbookRun(env, RunOptions(evidence_dir=tmp_path / "reports"), ROOT)
         driver = LabDeployDriver(env, Prober(["127.0.0.1"], timeout_s=1, retries=0), {"lab": lab})
-        recorder = RollbackRecorder(run, lambda event_type, summary, **facts: run.notifications.append(
-            {"event_type": event_type, "summary": summary}))  # fmt: skip
+        recorder = RollbackRecorder(run, lambda event_type, summary, **facts: run.notified(
+            event_type=event_type, summary=summary))  # fmt: skip
         return lab, SiteControl(run, driver, find_packages(lab.packages_dir), recorder), run
 
     yield make
