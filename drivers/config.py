@@ -209,6 +209,14 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class Retention:
+    # Playbook §7: how long the evidence directory keeps what runs wrote, in whole days. When a run's bundle
+    # starts, older bundles (and their .zip) and notification files of the evidence directory are pruned.
+    reports_days: int = field(default=14, metadata={"min": 1})
+    notifications_days: int = field(default=30, metadata={"min": 1})
+
+
+@dataclass(frozen=True)
 class LabSettings:
     dir: str = ".lab"
     start_timeout_s: float = field(default=15.0, metadata={"min": 0.1})
@@ -236,6 +244,7 @@ class Environment:
     approval: Approval = field(default_factory=Approval)
     scope: Scope = field(default_factory=Scope)
     paths: Paths = field(default_factory=Paths)
+    retention: Retention = field(default_factory=Retention)
     lab: LabSettings = field(default_factory=LabSettings)
     # The sections that the file actually wrote; "Sections a run does not use may be left out".
     present: frozenset[str] = frozenset()
@@ -354,6 +363,7 @@ _SECTION_TYPES: dict[str, type] = {
     "approval": Approval,
     "scope": Scope,
     "paths": Paths,
+    "retention": Retention,
     "lab": LabSettings,
 }
 Environment.SECTIONS = _SECTION_TYPES

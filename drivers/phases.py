@@ -23,6 +23,9 @@ class Phase:
     recording: bool = False  # runs even after a failed gate: the evidence of a failure is the point
     sections: tuple[str, ...] = ()  # environment sections that configure the row ([axe] for DR-AXE)
     extra_sections: tuple[str, ...] = ()  # sections the row also reads when it runs ([browser])
+    # A parallel run (-n) may spread the row's tests over workers (each page of DR-AXE in its own browser);
+    # otherwise they run together on one worker (DR-ZAP's tests share one scan, DR-E2E's steps one flow).
+    spread: bool = False
 
     @property
     def is_row(self) -> bool:
@@ -36,9 +39,10 @@ PHASES: tuple[Phase, ...] = (
     Phase("RB-2", "stop the site and recycle the App Pool", frozenset({ROLLBACK})),
     Phase("RB-3", "deploy the previous stable version and start it", frozenset({ROLLBACK})),
     Phase("BG-1", "deploy the release to the idle slot", frozenset({BLUEGREEN})),
-    Phase("DR-SMOKE", "Health 200, Swagger 200, Kerberos answering", _ALL, marker="dr_smoke"),
+    Phase("DR-SMOKE", "Health 200, Swagger 200, Kerberos answering", _ALL, marker="dr_smoke", spread=True),
     Phase("DR-E2E", "main user-flow regression", _ALL, marker="dr_e2e", sections=("e2e",), extra_sections=("browser",)),
-    Phase("DR-AXE", "accessibility regression", _ALL, marker="dr_axe", sections=("axe",), extra_sections=("browser",)),
+    Phase("DR-AXE", "accessibility regression", _ALL, marker="dr_axe", sections=("axe",), extra_sections=("browser",),
+          spread=True),
     Phase("DR-ZAP", "security scan", _ALL, marker="dr_zap", sections=("zap",)),
     Phase("RB-4", "announce the redeploy when every check passed", frozenset({ROLLBACK})),
     Phase("RB-5", "record each step in the timeline", frozenset({ROLLBACK}), recording=True),

@@ -112,7 +112,12 @@ def start_bundle(session: pytest.Session, run: RunbookRun) -> None:
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
     config = session.config
     run = config.stash.get(run_key, None)
-    if run is not None and run.flow is not None and not (run.options.plan or config.option.collectonly):
+    if (
+        run is not None
+        and run.flow is not None
+        and not run.worker  # a worker of a parallel run writes into its controller's bundle
+        and not (run.options.plan or config.option.collectonly)
+    ):
         start_bundle(session, run)
     return (yield)
 
@@ -120,7 +125,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 @pytest.hookimpl(wrapper=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, object, object]:
     run = session.config.stash.get(run_key, None)
-    active = run is not None and run.bundle is not None
+    active = run is not None and run.bundle is not None and not run.worker
     if active:
         assert run is not None
         failed = any(p.outcome == "failed" for p in run.phases.values()) or session.testsfailed > 0

@@ -36,7 +36,17 @@ class Plan:
     phases: dict[str, list[pytest.Item]] = field(default_factory=dict)
 
 
+_phase_key = pytest.StashKey[str | None]()
+
+
 def phase_of(item: pytest.Item) -> str | None:
+    """The playbook phase of a test (its `phase` mark), worked out once per item."""
+    if _phase_key not in item.stash:
+        item.stash[_phase_key] = _read_phase(item)
+    return item.stash[_phase_key]
+
+
+def _read_phase(item: pytest.Item) -> str | None:
     mark = item.get_closest_marker("phase")
     if mark is None:
         if any(item.get_closest_marker(name) for name in _ROW_MARKERS):
@@ -59,6 +69,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in table.markers().items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    config.pluginmanager.register(Gatekeeper(config), "runbook-gate")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -111,6 +122,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run.flow = plan.flow
     run.rows = frozenset(p for p in plan.phases if table.BY_ID[p].is_row)
     run.phases = {p: PhaseRecord(p, [i.nodeid for i in items]) for p, items in plan.phases.items()}
+    if run.worker:
+        return  # a worker of a parallel run: its controller preflighted the same plan
     # Nothing before preflight: every problem of the file, the flow and the options, at once (exit 4).
     plan_only = bool(config.getoption("runbook_plan") or config.option.collectonly)
     problems = preflight.check(run, plan.phases, plan_only=plan_only)
@@ -133,24 +146,37 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if run is None or phase is None:
         return
     run.current_phase, run.current_nodeid = phase, item.nodeid
+    if run.worker:
+        # A worker of a parallel run: the controller keeps the phases; wait until the earlier ones ended.
+        blocked = item.config.hook.pytest_runbook_wait_for_gate(config=item.config, run=run, phase=phase)
+    else:
+        start_phase(run, phase, phase_title(item))
+        blocked = run.blocked_by
+    if blocked and blocked[0] != phase and phase not in table.RECORDING:
+        item.stash[_blocked_key] = True
+        pytest.skip(f"blocked by {blocked[0]}: {blocked[1]}")
+
+
+def start_phase(run: RunbookRun, phase: str, title: str) -> None:
     record = run.phases[phase]
     if record.started is None:
         record.started = now_iso()
-        run.record("phase.start", {"title": phase_title(item)})
-    if run.blocked_by and run.blocked_by[0] != phase and phase not in table.RECORDING:
-        blocked_phase, why = run.blocked_by
-        item.stash[_blocked_key] = True
-        pytest.skip(f"blocked by {blocked_phase}: {why}")
+        run.record("phase.start", {"title": title}, phase=phase)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """The report as the runbook needs it, where the test ran: its phase, whether the gate blocked it, a
+    required row that skipped turned into a failure, secrets redacted; a failure reaches the runbook's hook at
+    once (a Blue/Green release sends traffic back here)."""
     report: pytest.TestReport = yield
-    run = _run(item.config)
     phase = phase_of(item)
+    report.__dict__["runbook_phase"] = phase or ""
+    run = _run(item.config)
     if run is None or phase is None:
         return report
     blocked = item.stash.get(_blocked_key, False)
+    report.__dict__["runbook_blocked"] = blocked
     required = table.BY_ID[phase].is_row and phase in run.env.matrix.required
     if required and report.skipped and not blocked and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
@@ -159,8 +185,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "(a required matrix check never passes silently)"
         )
     redact_report(run, report)
-    _gate(run, phase, item, report, blocked)
+    if report.failed:
+        try:
+            item.config.hook.pytest_runbook_phase_failed(run=run, phase=phase, why=one_line(report))
+        except Exception as exc:  # noqa: BLE001 - the gate must still close
+            run.warn(f"a handler of the failure of {phase} raised: {plain_error(exc)}")
     return report
+
+
+class Gatekeeper:
+    """Each phase's outcome and the gate, kept from the test reports: in a serial run as they are made, in a
+    parallel run on the controller as the workers send them (with the events each test recorded)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        run = _run(self.config)
+        phase = getattr(report, "runbook_phase", "")
+        if run is None or run.worker or not phase:
+            return
+        events = getattr(
+            report, "runbook_events", None
+        )  # a worker's; a serial run journalled its own already
+        if events is not None:
+            if report.when == "setup":
+                plan = self.config.stash.get(plan_key, None)
+                items = plan.phases.get(phase, []) if plan else []
+                start_phase(run, phase, phase_title(items[0]) if items else "")
+            for event in events:
+                run.append(event)
+        record = _gate(run, phase, report)
+        if record is not None:
+            self.config.hook.pytest_runbook_phase_ended(config=self.config, run=run, record=record)
 
 
 def redact_report(run: RunbookRun, report: pytest.TestReport) -> None:
@@ -183,11 +240,12 @@ def redact_report(run: RunbookRun, report: pytest.TestReport) -> None:
 _blocked_key = pytest.StashKey[bool]()
 
 
-def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestReport, blocked: bool) -> None:
-    """Keep each phase's outcome, close the gate on the first failure, and journal the end of a phase."""
+def _gate(run: RunbookRun, phase: str, report: pytest.TestReport) -> PhaseRecord | None:
+    """Keep each phase's outcome, close the gate on the first failure, and journal the end of a phase when
+    every test of it has finished; returns the phase's record when it ended."""
     record = run.phases[phase]
-    before = run.item_outcomes.get(item.nodeid)
-    if blocked:
+    before = run.item_outcomes.get(report.nodeid)
+    if getattr(report, "runbook_blocked", False):
         outcome = "blocked"
     elif report.failed or before == "failed":
         outcome = "failed"
@@ -195,18 +253,16 @@ def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestRep
         outcome = "skipped"
     else:
         outcome = "passed"
-    run.item_outcomes[item.nodeid] = outcome
+    run.item_outcomes[report.nodeid] = outcome
     if report.failed:
-        why = one_line(report)
-        record.reason = record.reason or why
+        record.reason = record.reason or one_line(report)
         if run.blocked_by is None and phase not in table.RECORDING:
-            run.blocked_by = (phase, why)
-        try:
-            item.config.hook.pytest_runbook_phase_failed(run=run, phase=phase, why=why)
-        except Exception as exc:  # noqa: BLE001 - the gate must still close
-            run.warn(f"a handler of the failure of {phase} raised: {plain_error(exc)}")
-    if report.when != "teardown" or record.nodeids[-1] != item.nodeid:
-        return
+            run.blocked_by = (phase, one_line(report))
+    if report.when != "teardown":
+        return None
+    record.finished.add(report.nodeid)
+    if not record.finished.issuperset(record.nodeids) or record.ended is not None:
+        return None
     outcomes = [run.item_outcomes.get(nodeid, "blocked") for nodeid in record.nodeids]
     if "failed" in outcomes:
         record.outcome = "failed"
@@ -219,6 +275,7 @@ def _gate(run: RunbookRun, phase: str, item: pytest.Item, report: pytest.TestRep
         record.outcome = "passed"
     record.ended = now_iso()
     run.record("phase.end", {"outcome": record.outcome, "reason": record.reason}, phase=phase)
+    return record
 
 
 def phase_title(item: pytest.Item) -> str:

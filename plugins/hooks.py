@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from plugins.state import RunbookRun
+    from plugins.state import PhaseRecord, RunbookRun
 
 
 @pytest.hookspec
@@ -25,3 +25,17 @@ def pytest_runbook_bundle_sealed(run: RunbookRun) -> None:
     """The evidence bundle of `run` is complete and sealed (manifest written, journal closed): archive it here.
     Nothing may be written into the bundle any more. An implementation that raises is reported as an evidence
     writer error; the run's outcome stands."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_runbook_wait_for_gate(
+    config: pytest.Config, run: RunbookRun, phase: str
+) -> tuple[str, str] | None:
+    """In a worker of a parallel run, before a test of `phase`: wait until every earlier phase of the plan has
+    ended, and return the (phase, reason) that closed the gate, or None when it is open. Serial runs keep the
+    gate themselves and do not call it."""
+
+
+@pytest.hookspec
+def pytest_runbook_phase_ended(config: pytest.Config, run: RunbookRun, record: PhaseRecord) -> None:
+    """Every test of a phase has finished (its outcome is in `record`); in a parallel run, on the controller."""

@@ -123,6 +123,24 @@ def _identity(text: str) -> str:
     return text
 
 
+def _changes_nothing(redact: Callable[[str], str]) -> bool:
+    """Whether `redact` is known to return every text unchanged: the identity, or the redactor of an
+    environment with no secrets (drivers.config `Environment.redact`, which then replaces nothing; found in
+    sys.modules, so that this module imports nothing of the runbook's). The journal then skips it. Anything
+    else, a subclass's override included, is called on every string."""
+    if redact is _identity:
+        return True
+    config = sys.modules.get("drivers.config")
+    environment = getattr(config, "Environment", None)
+    owner = getattr(redact, "__self__", None)
+    return (
+        isinstance(environment, type)
+        and isinstance(owner, environment)
+        and getattr(redact, "__func__", None) is getattr(environment, "redact", None)
+        and getattr(owner, "secrets", None) == frozenset()
+    )
+
+
 def _utf8_safe(text: str) -> str:
     # Lone surrogates (undecodable file names, bad bytes decoded with surrogateescape) cannot be encoded as
     # UTF-8; the hash would fail to compute. Replace them by their escape, deterministically.
@@ -132,14 +150,27 @@ def _utf8_safe(text: str) -> str:
 
 
 class _Converter:
-    """Turns arbitrary event data into plain JSON values, passing every string through the redactor."""
+    """Turns arbitrary event data into plain JSON values, passing every string through the redactor.
 
-    def __init__(self, redact: Callable[[str], str]) -> None:
+    Values that are plain JSON already, by their exact type (str, int, float, bool, None, dict, list, tuple;
+    not a subclass, such as an IntEnum or an OrderedDict), take a fast path: no chain of isinstance checks.
+    Every other value takes the general branches, one per kind of value. A plain value's result is the one the
+    general branches give it (tests/test_journal.py checks it). redact None: the run's redactor changes
+    nothing (`_changes_nothing`), so it is not called.
+
+    `keys_sorted` stays True while every dict built has its keys in sorted order: then the data's canonical
+    JSON (keys sorted, for the hash) and its written JSON (keys in order) are the same text.
+    """
+
+    def __init__(self, redact: Callable[[str], str] | None) -> None:
         self._redact = redact
         self._active: set[int] = set()
+        self.keys_sorted = True
 
     def text(self, value: str) -> str:
-        return _utf8_safe(self._redact(value))
+        if self._redact is not None:
+            value = self._redact(value)
+        return value if value.isascii() else _utf8_safe(value)
 
     def key(self, value: object) -> str:
         if isinstance(value, str):
@@ -148,36 +179,54 @@ class _Converter:
         return converted if isinstance(converted, str) else self.text(str(converted))
 
     def value(self, value: object) -> Any:  # noqa: PLR0911, PLR0912 - one branch per kind of value, flat on purpose
-        if value is None or isinstance(value, bool):
-            return value
-        if isinstance(value, str):
+        # One method, no helper per kind: one frame per level of nesting, however deep the data.
+        if type(value) is str:
             return self.text(value)
-        if isinstance(value, Enum):
-            return self.value(value.value)
-        if isinstance(value, int):
-            return int(value)
-        if isinstance(value, float):
-            # NaN and infinities are not JSON; json.dumps would write them anyway, unportably.
-            return float(value) if math.isfinite(value) else repr(float(value))
-        if isinstance(value, datetime | date | time):
-            return value.isoformat()
-        if isinstance(value, timedelta):
-            return value.total_seconds()
-        if isinstance(value, bytes | bytearray):
-            return f"<{len(value)} bytes>"
-        if isinstance(value, memoryview):
-            return f"<{value.nbytes} bytes>"
-        if isinstance(value, PurePath):
-            return self.text(str(value))
+        if type(value) is int or type(value) is bool or value is None:
+            return value
+        if type(value) is float:
+            return value if math.isfinite(value) else repr(value)
+        if type(value) is not dict and type(value) is not list and type(value) is not tuple:
+            if value is None or isinstance(value, bool):
+                return value
+            if isinstance(value, str):
+                return self.text(value)
+            if isinstance(value, Enum):
+                return self.value(value.value)
+            if isinstance(value, int):
+                return int(value)
+            if isinstance(value, float):
+                # NaN and infinities are not JSON; json.dumps would write them anyway, unportably.
+                return float(value) if math.isfinite(value) else repr(float(value))
+            if isinstance(value, datetime | date | time):
+                return value.isoformat()
+            if isinstance(value, timedelta):
+                return value.total_seconds()
+            if isinstance(value, bytes | bytearray):
+                return f"<{len(value)} bytes>"
+            if isinstance(value, memoryview):
+                return f"<{value.nbytes} bytes>"
+            if isinstance(value, PurePath):
+                return self.text(str(value))
         marker = id(value)
         if marker in self._active:
             return "<cycle>"
         self._active.add(marker)
         try:
+            if type(value) is dict:
+                text, key, convert = self.text, self.key, self.value
+                return self._built(
+                    {text(k) if type(k) is str else key(k): convert(v) for k, v in value.items()}
+                )
+            if type(value) is list or type(value) is tuple:
+                convert = self.value
+                return [convert(item) for item in value]
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                return {f.name: self.value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+                return self._built(
+                    {f.name: self.value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+                )
             if isinstance(value, Mapping):
-                return {self.key(k): self.value(v) for k, v in value.items()}
+                return self._built({self.key(k): self.value(v) for k, v in value.items()})
             if isinstance(value, set | frozenset):
                 items = [self.value(item) for item in value]
                 return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, ensure_ascii=False))
@@ -186,6 +235,12 @@ class _Converter:
         finally:
             self._active.discard(marker)
         return self.text(str(value))
+
+    def _built(self, converted: dict[str, Any]) -> dict[str, Any]:
+        if self.keys_sorted and len(converted) > 1:
+            keys = list(converted)
+            self.keys_sorted = keys == sorted(keys)
+        return converted
 
 
 class Journal:
@@ -204,10 +259,12 @@ class Journal:
         redact: Callable[[str], str] | None = None,
     ) -> None:
         self._path = Path(path)
-        self._redact = redact if redact is not None else _identity
+        # None: the redactor changes nothing, and is skipped (the common case, a run without secrets).
+        self._redact = None if redact is None or _changes_nothing(redact) else redact
         self._run_id = _utf8_safe(run_id)
         self._env = _utf8_safe(env)
         self._flow = _utf8_safe(flow)
+        self._fixed_json = _FixedJSON(_json_text(self._run_id), _json_text(self._env), _json_text(self._flow))
         self._lock = threading.Lock()
         self._seq = 0
         self._last_hash = GENESIS_HASH
@@ -283,13 +340,14 @@ class Journal:
         converter = _Converter(self._redact)
         plain_data = converter.value(data) if data is not None else {}
         plain_nodeid = converter.text(nodeid) if nodeid is not None else None
+        keys_sorted = converter.keys_sorted
         plain_phase = _utf8_safe(phase) if phase is not None else None
         if ts is not None and not _CREATED.fullmatch(ts):
             raise ValueError(
                 f"journal event ts {ts!r}: expected UTC ISO 8601 with milliseconds, like {utc_timestamp()}"
             )
         with self._lock:
-            event = self._append_locked(kind, plain_data, plain_phase, plain_nodeid, ts)
+            event = self._append_locked(kind, plain_data, plain_phase, plain_nodeid, ts, keys_sorted)
         return dict(event)
 
     def seal(self) -> dict[str, Any]:
@@ -309,7 +367,7 @@ class Journal:
             # manifest's last hash and the seal.
             payload, files = _write_manifest(self._path.parent, self._seq, self._last_hash)
             data = {"manifest_sha256": hashlib.sha256(payload).hexdigest(), "files": files}
-            event = self._append_locked(SEAL_KIND, data, None, None)
+            event = self._append_locked(SEAL_KIND, data, None, None, keys_sorted=False)
             self._sealed = True
             self._file.close()
         return dict(event)
@@ -325,8 +383,15 @@ class Journal:
             raise ValueError(f"{self._path}: journal is closed")
 
     def _append_locked(
-        self, kind: str, data: dict[str, Any], phase: str | None, nodeid: str | None, ts: str | None = None
+        self,
+        kind: str,
+        data: dict[str, Any],
+        phase: str | None,
+        nodeid: str | None,
+        ts: str | None = None,
+        keys_sorted: bool = False,
     ) -> dict[str, Any]:
+        """keys_sorted: every dict in data has its keys in sorted order (see `_Converter`)."""
         self._refuse_if_finished()
         event: dict[str, Any] = {
             "seq": self._seq + 1,
@@ -340,8 +405,8 @@ class Journal:
             "data": data,
             "prev_hash": self._last_hash,
         }
-        event["hash"] = canonical_hash(event)
-        self._write_durably(_written_form(event))
+        event["hash"], line = _hash_and_line(event, self._fixed_json, keys_sorted)
+        self._write_durably(line)
         self._seq = event["seq"]
         self._last_hash = event["hash"]
         return event
@@ -386,6 +451,89 @@ def _written_form(event: Mapping[str, Any]) -> bytes:
     """The exact bytes of an event's line, as the journal writes it: its fields in order, compact, UTF-8."""
     ordered = {name: event[name] for name in EVENT_FIELDS}
     return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _dict_encoder(*, sort_keys: bool) -> Callable[[dict[str, Any]], str]:
+    """`json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)` of a plain dict
+    (str keys, no NaN, no cycle: what `_Converter` builds), the text canonical_hash and _written_form encode.
+
+    json.dumps builds a JSONEncoder and, in it, the C accelerator's encoder on every call; this builds them
+    once: the encoder JSONEncoder.iterencode builds for a one-shot encode, with the same arguments, but no
+    circular-reference markers (the converter's values have no cycle). Without the accelerator (another
+    interpreter), the JSONEncoder's own encode.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:
+        return encoder.encode
+    one_shot = make_encoder(
+        None,
+        encoder.default,
+        json.encoder.encode_basestring,
+        encoder.indent,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+
+    def encode(value: dict[str, Any]) -> str:
+        return "".join(one_shot(value, 0))
+
+    return encode
+
+
+_CANONICAL_JSON: Final = _dict_encoder(sort_keys=True)
+_WRITTEN_JSON: Final = _dict_encoder(sort_keys=False)
+_encode_text: Final = json.encoder.encode_basestring
+"""A str as JSON, as json.dumps(..., ensure_ascii=False) writes it."""
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else _encode_text(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FixedJSON:
+    """A journal's fields that every event shares, as JSON text."""
+
+    run_id: str
+    env: str
+    flow: str
+
+
+def _hash_and_line(event: Mapping[str, Any], fixed: _FixedJSON, keys_sorted: bool) -> tuple[str, bytes]:
+    """canonical_hash(event) and _written_form(event with that hash), encoding each field once.
+
+    Both are the same JSON fields, compact, in two orders: the hash's sorted by name (the data's keys too),
+    the line's in EVENT_FIELDS order (the data's keys as they are). Each field is encoded once and the two
+    texts are put together from the same pieces; the data twice, once with its keys sorted, unless its keys
+    are in sorted order already (keys_sorted), when both are the same text. event: a plain event from
+    `Journal._append_locked` (str fields, or None for phase and nodeid; an int seq; a plain JSON dict data
+    with str keys and no NaN), with the fixed fields `fixed` encodes. tests/test_journal.py checks both
+    against canonical_hash and _written_form.
+    """
+    data = _CANONICAL_JSON(event["data"])
+    seq = str(event["seq"])
+    ts = _json_text(event["ts"])
+    phase = _json_text(event["phase"])
+    nodeid = _json_text(event["nodeid"])
+    kind = _json_text(event["kind"])
+    prev_hash = _json_text(event["prev_hash"])
+    hashed = (
+        f'{{"data":{data},"env":{fixed.env},"flow":{fixed.flow},"kind":{kind},"nodeid":{nodeid},'
+        f'"phase":{phase},"prev_hash":{prev_hash},"run_id":{fixed.run_id},"seq":{seq},"ts":{ts}}}'
+    )
+    digest = hashlib.sha256(hashed.encode("utf-8")).hexdigest()
+    if not keys_sorted:
+        data = _WRITTEN_JSON(event["data"])
+    line = (
+        f'{{"seq":{seq},"ts":{ts},"run_id":{fixed.run_id},"env":{fixed.env},"flow":{fixed.flow},'
+        f'"phase":{phase},"nodeid":{nodeid},"kind":{kind},"data":{data},"prev_hash":{prev_hash},'
+        f'"hash":"{digest}"}}\n'
+    )
+    return digest, line.encode("utf-8")
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -39,6 +39,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--evidence-dir", dest="runbook_evidence_dir", metavar="DIR", help=HELP_EVIDENCE)
     group.addoption(
+        "--evidence-zip",
+        dest="runbook_evidence_zip",
+        action="store_true",
+        help="after the seal, also write the bundle as <evidence dir>/<bundle>.zip (written under a temporary "
+        "name, then renamed); unzipped, `python -m plugins.evidence verify <bundle>` checks it.",
+    )
+    group.addoption(
         "--approved-by",
         dest="runbook_approved_by",
         metavar="NAME",
@@ -164,6 +171,13 @@ def pytest_configure(config: pytest.Config) -> None:
     evidence_dir = Path(evidence or "reports")
     if not evidence_dir.is_absolute():
         evidence_dir = config.rootpath / evidence_dir
+    worker_input = getattr(config, "workerinput", None)
+    parallel = (
+        worker_input is None
+        and not config.option.collectonly
+        and getattr(config.option, "dist", "no") != "no"
+        and bool(getattr(config.option, "tx", None))
+    )
     options = RunOptions(
         evidence_dir=evidence_dir,
         approved_by=config.getoption("runbook_approved_by"),
@@ -174,8 +188,12 @@ def pytest_configure(config: pytest.Config) -> None:
         selenium_remote=config.getoption("runbook_selenium_remote") or env.browser.remote,
         confirm_env=config.getoption("runbook_confirm_env"),
         env_argument=env_argument(config),
+        parallel=f"-n {len(config.option.tx)}" if parallel else "",
+        dist=str(getattr(config.option, "dist", "no")),
     )
-    run = RunbookRun(env, options, config.rootpath)
+    run = RunbookRun(
+        env, options, config.rootpath, worker_of=worker_input.get("runbook_run_id") if worker_input else None
+    )
     run.config_problems = [str(p) for p in problems] + option_problems
     config.stash[run_key] = run
     config.pluginmanager.register(run, "runbook")

@@ -73,6 +73,7 @@ def check(run: RunbookRun, phases: Iterable[str], *, plan_only: bool) -> list[st
     problems += _commands(run, flow, phases)
     problems += _files(run, flow)
     problems += _scope(env, flow)
+    problems += _parallel(run, flow)
     if not plan_only:
         problems += _evidence_dir(run)
         problems += _approval(run, flow)
@@ -88,6 +89,22 @@ def raise_if_problems(problems: list[str], run: RunbookRun) -> None:
         f"preflight found {count} before anything was touched (nothing was started, stopped or deployed):\n"
         f"{lines}"
     )
+
+
+def _parallel(run: RunbookRun, flow: str) -> list[str]:
+    """A parallel run (pytest-xdist) is for the matrix rows: a flow acts on one system, phase by phase."""
+    parallel, dist = run.options.parallel, run.options.dist
+    if not parallel:
+        return []
+    if flow in CHANGING_FLOWS:
+        return [
+            f"{parallel}: the {flow} flow stops, deploys and switches one system phase by phase; run it without "
+            '-n (a parallel run checks matrix rows, e.g. -m "dr_smoke or dr_axe or dr_zap")'
+        ]
+    if dist != "load":
+        return [f"--dist {dist}: a parallel runbook run needs --dist load (the default of -n), which keeps the "
+                "playbook order on every worker"]  # fmt: skip
+    return []
 
 
 def _drivers(env: Environment, flow: str, rows: frozenset[str]) -> list[str]:

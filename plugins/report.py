@@ -7,10 +7,13 @@ run starts rather than from `--html` at configure time; it is built from pytest-
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import html
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,6 @@ import markupsafe
 import pytest
 
 from drivers.base import plain_error
-from plugins.flow import phase_of
 from plugins.state import RunbookRun, describe, run_key
 
 
@@ -110,41 +112,58 @@ def pytest_html_results_table_row(report: Any, cells: list[str]) -> None:
     cells.insert(1, f'<td class="col-phase">{html.escape(phase)}</td>')
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    report.runbook_phase = phase_of(item) or ""
-    return report
-
-
 _TEMPLATES = Path(__file__).parent / "templates"
 
+_redact: ContextVar[Callable[[str], str]] = ContextVar("runbook_report_redact")
+"""The redactor of the run whose sections are being rendered (`_macros`): read by `_finalize`."""
 
-def _environment(run: RunbookRun) -> jinja2.Environment:
-    """Autoescape on; every value a template prints passes through the run's redactor first."""
 
-    def finalize(value: object) -> object:
-        if isinstance(value, markupsafe.Markup):  # a macro's output, built from values finalized already
-            return value
-        return "" if value is None else run.env.redact(str(value))
+def _finalize(value: object) -> object:
+    """Every value a template prints, through the redactor of the run being rendered. Outside `_macros` there
+    is none: LookupError, rather than a value printed unredacted."""
+    if isinstance(value, markupsafe.Markup):  # a macro's output, built from values finalized already
+        return value
+    return "" if value is None else _redact.get()(str(value))
 
+
+def _verdict_class(value: object) -> str:
+    text = str(value)
+    return "bad" if text.startswith(("fails", "EXPIRED")) else "ok" if text.startswith("accepted") else ""
+
+
+def _decision_class(value: object) -> str:
+    return {"FAIL": "bad", "WARN": "warn"}.get(str(value).split(" ", 1)[0], "")
+
+
+@functools.cache
+def _sections_module(name: str = "sections.html.j2") -> Any:
+    """The template's macros, compiled once per process (its environment too): autoescape on, every value
+    printed through `_finalize`, so through the redactor of the run being rendered, which `_macros` sets."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
         autoescape=True,
-        finalize=finalize,
+        finalize=_finalize,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["verdict_class"] = lambda v: (
-        "bad" if str(v).startswith(("fails", "EXPIRED")) else "ok" if str(v).startswith("accepted") else ""
-    )
-    env.filters["decision_class"] = lambda v: {"FAIL": "bad", "WARN": "warn"}.get(str(v).split(" ", 1)[0], "")
-    return env
+    env.filters["verdict_class"] = _verdict_class
+    env.filters["decision_class"] = _decision_class
+    return env.get_template(name).module
 
 
-def _macros(run: RunbookRun) -> Any:
-    return _environment(run).get_template("sections.html.j2").module
+@contextlib.contextmanager
+def _macros(run: RunbookRun) -> Iterator[Any]:
+    """The sections' macros, printing every value through this run's redactor while the block runs (a context
+    variable: a render in another thread or context keeps its own)."""
+    # Compiled before the redactor is set: Jinja finalizes constant output at compile time when it can, which
+    # would keep one run's redaction in the cached template; without a redactor it leaves it to render time.
+    macros = _sections_module()
+    token = _redact.set(run.env.redact)
+    try:
+        yield macros
+    finally:
+        _redact.reset(token)
 
 
 def render_summary(run: RunbookRun) -> str:
@@ -167,10 +186,11 @@ def render_summary(run: RunbookRun) -> str:
         rows.append(("Lab faults injected", ", ".join(run.options.lab_faults), "warn"))
     if run.blocked_by:
         rows.append(("Blocked by", f"{run.blocked_by[0]}: {run.blocked_by[1]}", "bad"))
-    notes = ", ".join(f"{n['event_type']} ({n['delivery']})" for n in run.notifications) or "none"
+    notes = ", ".join(f"{n.get('event_type')} ({n.get('delivery')})" for n in run.notifications) or "none"
     rows.append(("Notifications sent", notes, ""))
     summary = {"rows": rows, "site_down": run.site_down, "warnings": [*run.warnings, *run.writer_errors]}
-    return str(_macros(run).summary(summary))
+    with _macros(run) as macros:
+        return str(macros.summary(summary))
 
 
 # The sections a row's or a flow's result event renders into, in the order the events happened.
@@ -183,11 +203,15 @@ _RESULT_SECTIONS = {
 
 
 def render_sections(run: RunbookRun) -> list[str]:
-    macros = _macros(run)
+    with _macros(run) as macros:
+        return _sections(run, macros)
+
+
+def _sections(run: RunbookRun, macros: Any) -> list[str]:
     sections = [str(macros.phases([[p.id, p.outcome or "not run", p.reason] for p in run.phases.values()]))]
     if run.notifications:
-        rows = [[n["event_type"], n["delivery"], n["attempts"], n.get("http_status") or "", n.get("error") or "",
-                 n["target"]] for n in run.notifications]  # fmt: skip
+        rows = [[n.get("event_type"), n.get("delivery"), n.get("attempts"), n.get("http_status") or "",
+                 n.get("error") or "", n.get("target")] for n in run.notifications]  # fmt: skip
         sections.append(str(macros.notifications(rows)))
     watch = next((d for d in run.of_kind("note") if "failed_before_switch" in d), None)
     if watch is not None:
@@ -206,10 +230,8 @@ def render_sections(run: RunbookRun) -> list[str]:
     sections.append(
         str(macros.timeline([[e["ts"][11:23], e["phase"] or "", describe(e)] for e in run.events]))
     )
-    for event in run.events:
-        macro = _RESULT_SECTIONS.get(event["kind"])
-        if macro is None:
-            continue
+    for event in _merged_results(run.events, run.env.axe.pages):
+        macro = _RESULT_SECTIONS[event["kind"]]
         try:
             data = monitor_chart(event["data"]) if macro == "monitor" else event["data"]
             sections.append(str(getattr(macros, macro)(data)))
@@ -220,6 +242,34 @@ def render_sections(run: RunbookRun) -> list[str]:
                 f'<div class="runbook"><p class="bad">{html.escape(run.env.redact(why))}</p></div>'
             )
     return sections
+
+
+def _merged_results(events: list[dict[str, Any]], page_order: list[str]) -> list[dict[str, Any]]:
+    """The result events that make a section, in order; the axe results of a parallel run (one per worker,
+    each for the pages its browser scanned) merged into one table, pages in the order of [axe] pages."""
+    results = [e for e in events if e["kind"] in _RESULT_SECTIONS]
+    axe = [e["data"] for e in results if e["kind"] == "axe.result"]
+    if len(axe) < 2:
+        return results
+
+    def rank(page: str) -> int:
+        return page_order.index(page) if page in page_order else len(page_order)
+
+    pages = sorted((p for d in axe for p in d["pages"]), key=rank)
+    # A baseline entry is unused when no worker that scanned its page (any page, for "*") used it.
+    listed = [{u["text"] for u in d["unused"]} for d in axe]
+    unused = []
+    for d in axe:
+        for u in d["unused"]:
+            scanned = [i for i, other in enumerate(axe) if u["page"] == "*" or u["page"] in other["pages"]]
+            if all(u["text"] in listed[i] for i in scanned) and u not in unused:
+                unused.append(u)
+    merged = {"kind": "axe.result", "data": {
+        "rows": sorted((r for d in axe for r in d["rows"]), key=lambda r: rank(str(r[3]))), "engines": sorted({x for d in axe for x in d["engines"]}),
+        "pages": pages, "unused": unused}}  # fmt: skip
+    first = next(i for i, e in enumerate(results) if e["kind"] == "axe.result")
+    rest = [e for e in results if e["kind"] != "axe.result"]
+    return [*rest[:first], merged, *rest[first:]]
 
 
 def monitor_chart(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ reported on its own: evidence must never abort a recovery.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -37,6 +38,10 @@ class RunOptions:
     selenium_remote: str = ""
     confirm_env: str | None = None
     env_argument: str = "--env NAME"  # how the environment was given, repeated in rerun hints
+    parallel: str = (
+        ""  # "-n 2" when pytest-xdist runs this session on workers (this process is the controller)
+    )
+    dist: str = "no"  # xdist's --dist mode of a parallel run
 
 
 @dataclass
@@ -47,6 +52,7 @@ class PhaseRecord:
     reason: str = ""
     started: str | None = None
     ended: str | None = None
+    finished: set[str] = field(default_factory=set)  # nodeids whose teardown report arrived
 
 
 class Writer(Protocol):
@@ -66,11 +72,17 @@ class RunbookRun:
     approver, site down, outcome) is derived from those events, never set by a test.
     """
 
-    def __init__(self, env: Environment, options: RunOptions, rootdir: Path) -> None:
+    def __init__(
+        self, env: Environment, options: RunOptions, rootdir: Path, *, worker_of: str | None = None
+    ) -> None:
         self.env = env  # the one environment: replaced once by the Lab-filled one when the Lab starts
         self.options = options
         self.rootdir = rootdir
-        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        # A worker of a parallel run (plugins.distributed) has its controller's run id, writes no evidence file
+        # and keeps its events in `outbox` until they travel to the controller with a test report.
+        self.worker = worker_of is not None
+        self.run_id = worker_of or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.outbox: list[dict[str, Any]] = []
         self.flow: str | None = None
         self.rows: frozenset[str] = frozenset()
         self.phases: dict[str, PhaseRecord] = {}
@@ -118,6 +130,14 @@ class RunbookRun:
                     log.error(message)
                     self.writer_errors.append(message)
             self.events.append(event)
+            if self.worker:
+                self.outbox.append(event)
+
+    def take_outbox(self) -> list[dict[str, Any]]:
+        """A worker's events recorded since the last call, as plain JSON data (they cross a process boundary)."""
+        with self._lock:
+            events, self.outbox = self.outbox, []
+        return [json.loads(json.dumps(e, default=str)) for e in events]
 
     # --- recorders: one typed event each ----------------------------------------------------------------
     def action(self, action: ActionResult, *, phase: str | object | None = ...) -> None:
@@ -339,4 +359,5 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
         f"monitoring: {(d.get('summary') or {}).get('probes')} probes, p95 {(d.get('summary') or {}).get('p95_ms')} ms"
         + (f", breach: {d['summary']['breach']}" if (d.get("summary") or {}).get("breach") else "")
     ),
+    "retention": lambda d: "retention, pruned: " + (", ".join(d.get("pruned") or []) or "nothing was due"),
 }

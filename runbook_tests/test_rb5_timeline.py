@@ -3,36 +3,33 @@ failure: the evidence of a failed rollback matters most."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from plugins.state import RunbookRun, describe
+from plugins.archive import dated_section_phases, dated_timeline_name
+from plugins.state import RunbookRun
 
 pytestmark = [pytest.mark.rollback, pytest.mark.phase("RB-5")]
 
 
 def test_record_timeline(runbook: RunbookRun, timeline_dir: Path) -> None:
-    """Append this run's steps to the dated Timeline_YYYY-MM-DD.md beside the deploy logs, and check that the
-    bundle's timeline.md holds every phase that ran."""
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    timeline_dir.mkdir(parents=True, exist_ok=True)
-    daily = timeline_dir / f"Timeline_{today}.md"
-    failed = [p.id for p in runbook.phases.values() if p.outcome == "failed"]
-    state = f"failed at {', '.join(failed)}" if failed else "all phases so far passed"
-    lines = [f"\n## {runbook.run_id} {runbook.env.name} {runbook.flow}: {state}\n", "\n"]
-    lines += [
-        f"- {e['ts'][11:23]} {e['phase'] or '-'}: {runbook.env.redact(describe(e))}\n" for e in runbook.events
-    ]
-    with daily.open("a", encoding="utf-8") as fh:
-        fh.writelines(lines)
-    runbook.record("action", {"name": "timeline.record", "target": str(daily), "result": "ok",
+    """The run is recorded, as it happened, in the dated Timeline_YYYY-MM-DD.md beside the deploy logs
+    (plugins.archive writes it for every run): journal the dated file, then check that it and the bundle's
+    timeline.md both hold every phase that started so far."""
+    daily = timeline_dir / dated_timeline_name(runbook)
+    runbook.record("action", {"name": "timeline.record", "target": str(daily), "result": "recorded",
                               "duration_s": 0.0, "detail": {"events": len(runbook.events)}})  # fmt: skip
 
-    bundle_timeline = (runbook.bundle / "timeline.md").read_text(encoding="utf-8") if runbook.bundle else ""
     started = [p.id for p in runbook.phases.values() if p.started]
+    bundle_timeline = (runbook.bundle / "timeline.md").read_text(encoding="utf-8") if runbook.bundle else ""
     missing = [p for p in started if f"| {p} |" not in bundle_timeline]
     assert not missing, (
         f"timeline.md lacks the phases {missing}; evidence writer errors: {runbook.writer_errors}"
     )
+    dated = dated_section_phases(runbook, daily.read_text(encoding="utf-8") if daily.is_file() else "")
+    assert dated is not None, (
+        f"{daily} has no section for run {runbook.run_id}; evidence writer errors: {runbook.writer_errors}"
+    )
+    missing = [p for p in started if p not in dated]
+    assert not missing, f"{daily} lacks the phases {missing}; evidence writer errors: {runbook.writer_errors}"

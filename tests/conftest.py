@@ -1,4 +1,4 @@
-"""Shared fixtures of the project's own tests."""
+"""Shared fixtures of the project's own tests (the loopback HTTP stub `stub` is tests/http_stub.py's)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from lab import Lab
 from plugins.journal import read_events
 from tests import lab_checks
+from tests.http_stub import stub  # noqa: F401  (a fixture: every test module here gets the loopback stub)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,14 @@ import pytest
 
 from tests.lab_checks import closed_url
 
-PLUGINS = ["plugins.options", "plugins.flow", "plugins.report", "plugins.evidence", "fixtures.environment"]
+PLUGINS = [
+    "plugins.options",
+    "plugins.flow",
+    "plugins.report",
+    "plugins.evidence",
+    "plugins.distributed",
+    "fixtures.environment",
+]
 
 
 def remote_env(webhook_url: str | None = None) -> str:

@@ -1,18 +1,13 @@
 """PRE's look at the browser tools (`check_browser_tools`): found, of one major version, or the Grid ready.
 
 The local check runs the real Chromium and chromedriver of this machine, and stand-ins (small scripts) for a
-driver of another version and for a binary that prints no version; the remote check asks a stand-in Grid on
-loopback for its `/status`.
+driver of another version and for a binary that prints no version; the remote check asks a stand-in Grid (the
+loopback HTTP stub, tests/http_stub.py) for its `/status`.
 """
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +15,7 @@ import pytest
 
 from drivers.browser import check_browser_tools, find_chrome
 from drivers.config import Browser
+from tests.http_stub import Stub, json_reply
 
 posix_only = pytest.mark.skipif(
     sys.platform == "win32", reason="the stand-in binaries are scripts with a #! line"
@@ -87,28 +83,11 @@ def test_missing_or_silent_binaries_are_problems_in_words(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def grid() -> Iterator[tuple[str, dict[str, Any]]]:
+def grid(stub: Stub) -> tuple[str, dict[str, Any]]:
     """A stand-in Selenium Grid on loopback: /wd/hub/status answers with the status the test sets."""
     status: dict[str, Any] = {"value": {"ready": True, "message": "Selenium Grid ready."}}
-
-    class Status(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path == "/wd/hub/status"
-            body = json.dumps(status).encode() if found else b"not here"
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/wd/hub", status
-    server.shutdown()
-    server.server_close()
+    stub.route_fn("/wd/hub/status", lambda _: json_reply(200, status))
+    return f"{stub.url}/wd/hub", status
 
 
 def test_a_grid_must_answer_ready(grid: tuple[str, dict[str, Any]]) -> None:
@@ -127,13 +106,10 @@ def test_a_grid_must_answer_ready(grid: tuple[str, dict[str, Any]]) -> None:
     )
 
 
-def test_a_grid_that_does_not_answer_is_a_problem() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (problem,) = check_browser_tools(Browser(), f"http://127.0.0.1:{port}/wd/hub").problems
+def test_a_grid_that_does_not_answer_is_a_problem(closed_url: str) -> None:
+    (problem,) = check_browser_tools(Browser(), f"{closed_url}/wd/hub").problems
     assert problem == (
-        f"Selenium Grid http://127.0.0.1:{port}/wd/hub does not answer (http://127.0.0.1:{port}/wd/hub/status: "
+        f"Selenium Grid {closed_url}/wd/hub does not answer ({closed_url}/wd/hub/status: "
         "Connection refused); start the Grid (or its node with Chrome), or correct --selenium-remote / [browser] remote"
     )
     (problem,) = check_browser_tools(Browser(), "grid:4444").problems

@@ -18,9 +18,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -39,6 +38,7 @@ from drivers.browser import (
 from drivers.config import Browser
 from drivers.e2e import wait_until
 from plugins.journal import read_events
+from tests.http_stub import Reply, Stub
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.options import Options as ChromeOptions
@@ -51,27 +51,31 @@ HEAD = '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title
 
 @dataclass
 class OffScopeServer:
-    """HTTP and UDP on 127.0.0.2: every request and packet that reaches it is counted."""
+    """HTTP (the loopback stub, tests/http_stub.py) and UDP on 127.0.0.2: every request and packet that reaches
+    it is counted."""
 
-    http: ThreadingHTTPServer
+    http: Stub
     udp: socket.socket
-    requests: list[str] = field(default_factory=list)
     packets: list[int] = field(default_factory=list)
 
     @property
     def base(self) -> str:
-        return f"http://{OFF_SCOPE}:{self.http.server_address[1]}"
+        return self.http.url
 
     @property
     def udp_port(self) -> int:
         return int(self.udp.getsockname()[1])
 
+    @property
+    def requests(self) -> list[str]:
+        return self.http.paths()
+
     def reached(self) -> int:
         return len(self.requests) + len(self.packets)
 
-
-def _serve(server: ThreadingHTTPServer) -> None:
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    def clear(self) -> None:
+        self.http.forget()
+        self.packets.clear()
 
 
 def _pages(off: OffScopeServer) -> dict[str, str]:
@@ -104,90 +108,51 @@ def _pages(off: OffScopeServer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def off_scope() -> Iterator[OffScopeServer]:
-    requests: list[str] = []
-
-    class Counting(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            body = b"<!doctype html><title>off scope</title>OFF SCOPE"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = do_HEAD = do_GET
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
     try:
-        http = ThreadingHTTPServer((OFF_SCOPE, 0), Counting)
+        http = Stub(OFF_SCOPE)
     except OSError as exc:
         pytest.skip(
             f"{OFF_SCOPE} is not a loopback address on this machine ({exc}); it is on Linux and Windows"
         )
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind((OFF_SCOPE, 0))
-    udp.settimeout(0.2)
-    server = OffScopeServer(http, udp, requests)
+    with http, udp:
+        http.otherwise(
+            Reply(200, b"<!doctype html><title>off scope</title>OFF SCOPE", {"Content-Type": "text/html"})
+        )
+        udp.bind((OFF_SCOPE, 0))
+        udp.settimeout(0.2)
+        server = OffScopeServer(http, udp)
 
-    def count_packets() -> None:
-        while True:
-            try:
-                data, _ = udp.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server.packets.append(len(data))
+        def count_packets() -> None:
+            while True:
+                try:
+                    data, _ = udp.recvfrom(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                server.packets.append(len(data))
 
-    _serve(http)
-    threading.Thread(target=count_packets, daemon=True).start()
-    yield server
-    http.shutdown()
-    http.server_close()
-    udp.close()
-
-
-@pytest.fixture(scope="module")
-def served() -> list[str]:
-    """The paths the page server on 127.0.0.1 answered, in order."""
-    return []
+        threading.Thread(target=count_packets, daemon=True).start()
+        yield server
 
 
 @pytest.fixture(scope="module")
-def pages(off_scope: OffScopeServer, served: list[str]) -> Iterator[str]:
-    """The site under test on 127.0.0.1; returns its base URL."""
-    content: dict[str, str] = {}
+def page_server(off_scope: OffScopeServer) -> Iterator[Stub]:
+    """The site under test on 127.0.0.1, the allowed host."""
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    with Stub(ALLOWED) as server:
+        server.route("/302", Reply(302, headers={"Location": f"{off_scope.base}/302-target"}))
+        for path, page in _pages(off_scope).items():
+            server.route(path, Reply(200, page.replace("{port}", str(server.port)).encode(), html))
+        server.otherwise(Reply(404, HEAD.format(title="not found", extra="").encode(), html))
+        yield server
 
-    class Pages(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.append(self.path)
-            if self.path == "/302":
-                self.send_response(302)
-                self.send_header("Location", f"{off_scope.base}/302-target")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = content.get(self.path, HEAD.format(title="not found", extra="")).encode()
-            self.send_response(200 if self.path in content else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((ALLOWED, 0), Pages)
-    content.update(
-        {p: html.replace("{port}", str(server.server_address[1])) for p, html in _pages(off_scope).items()}
-    )
-    _serve(server)
-    yield f"http://{ALLOWED}:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+@pytest.fixture(scope="module")
+def pages(page_server: Stub) -> str:
+    """The base URL of the site under test."""
+    return page_server.url
 
 
 @dataclass
@@ -262,7 +227,7 @@ def test_an_off_scope_address_is_refused_before_loading(
 
 
 def test_a_link_to_another_name_of_the_allowed_address_is_blocked_too(
-    confined: Confined, pages: str, served: list[str]
+    confined: Confined, pages: str, page_server: Stub
 ) -> None:
     """localhost is 127.0.0.1 under another name: not an allowed host, so not resolved (the page server on
     127.0.0.1 would count the request). A click goes where it likes; check_scope says where it ended."""
@@ -276,7 +241,7 @@ def test_a_link_to_another_name_of_the_allowed_address_is_blocked_too(
     )
     with pytest.raises(LeftScope, match=rf"^left scope: {away} "):
         confined.session.check_scope()
-    assert "/by-name" not in served
+    assert "/by-name" not in page_server.paths()
 
 
 def test_the_scope_is_still_a_browser_that_works(confined: Confined, pages: str) -> None:
@@ -302,8 +267,7 @@ def test_control_without_scope_the_same_pages_reach_the_off_scope_server(
         reached, packets = set(off_scope.requests), len(off_scope.packets)
     finally:
         # The module's other tests assert on clean counters, whatever the order the tests run in.
-        off_scope.requests.clear()
-        off_scope.packets.clear()
+        off_scope.clear()
     assert {"/302-target", "/meta-target", "/script-target", "/pixel.png"} <= reached
     assert packets > 0, "WebRTC sent no STUN packet even without the scope"
 

@@ -57,9 +57,9 @@ def test_green_rollback_drill(drill: Any) -> None:
     daily = Path(recorded["data"]["target"])
     assert daily.parent == d.lab_dir.resolve() / "logs" / "deploy"
     assert daily.name in {f"Timeline_{day}.md" for day in days}
-    assert f"## {d.events[0]['run_id']} Lab rollback: all phases so far passed" in daily.read_text(
-        encoding="utf-8"
-    )
+    dated = daily.read_text(encoding="utf-8")
+    assert f"## {d.events[0]['run_id']} Lab rollback: evidence {d.bundle.name}, times in UTC" in dated
+    assert "RB-3: rollback 1.1.0 -> 1.0.0: succeeded" in dated
 
 
 def test_service_stopped_is_treated_as_fully_stopped_and_redeployed(drill: Any) -> None:

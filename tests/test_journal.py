@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -18,14 +19,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from enum import Enum
-from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from enum import Enum, IntEnum
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+import plugins.journal as journal_module
+from drivers.config import Environment, load_environment
 from plugins.journal import (
     KINDS,
     MANIFEST_KEYS,
@@ -298,6 +304,351 @@ def test_unicode_keeps_one_event_a_line_and_verifies(tmp_path: Path) -> None:
     assert events[0]["data"]["lone"] == "x\\udcffy"
     assert "naïve ✓".encode() in (tmp_path / "evidence.jsonl").read_bytes()
     assert verify_bundle(tmp_path).ok
+
+
+# --- the fast path: plain values, a redactor that changes nothing, each field encoded once ----------------
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+class Level(IntEnum):
+    HIGH = 4
+
+
+class Text(str):
+    __slots__ = ()
+
+
+class Number(int):
+    pass
+
+
+class GeneralConverter:
+    """The general path: plugins/journal.py's converter as it was before its fast path, word for word, every
+    value through the chain of isinstance checks and every string through the redactor."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self._redact = redact
+        self._active: set[int] = set()
+
+    def text(self, value: str) -> str:
+        return journal_module._utf8_safe(self._redact(value))
+
+    def key(self, value: object) -> str:
+        if isinstance(value, str):
+            return self.text(value)
+        converted = self.value(value)
+        return converted if isinstance(converted, str) else self.text(str(converted))
+
+    def value(self, value: object) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Enum):
+            return self.value(value.value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value) if math.isfinite(value) else repr(float(value))
+        if isinstance(value, datetime | date | time_of_day):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, bytes | bytearray):
+            return f"<{len(value)} bytes>"
+        if isinstance(value, memoryview):
+            return f"<{value.nbytes} bytes>"
+        if isinstance(value, PurePath):
+            return self.text(str(value))
+        marker = id(value)
+        if marker in self._active:
+            return "<cycle>"
+        self._active.add(marker)
+        try:
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return {f.name: self.value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {self.key(k): self.value(v) for k, v in value.items()}
+            if isinstance(value, set | frozenset):
+                items = [self.value(item) for item in value]
+                return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, ensure_ascii=False))
+            if isinstance(value, list | tuple | Sequence):
+                return [self.value(item) for item in value]
+        finally:
+            self._active.discard(marker)
+        return self.text(str(value))
+
+
+def nested(depth: int, leaf: object) -> object:
+    """`leaf` under `depth` levels of dict, list and tuple, in turn, with unsorted keys and a str subclass."""
+    value = leaf
+    for level in range(depth):
+        value = ({"z": level, Text("k"): value, "a": [level]}, [level, value], (value, level))[level % 3]
+    return value
+
+
+def corpus() -> list[dict[Any, Any]]:
+    """Event data of every kind the converter knows, plain and not, in one event each."""
+    looped: list[Any] = [1]
+    looped.append(looped)
+    selfish: dict[str, Any] = {"name": "self"}
+    selfish["me"] = selfish
+    shared = [1, {"b": 2, "a": 1}]
+    at = datetime(2026, 11, 26, 13, 2, 11, 123000, tzinfo=UTC)
+    return [
+        {},
+        {"a": 1, "b": [1, 2.5, None, True, False, "x"], "c": {"d": "e", "f": {}}},  # sorted at every depth
+        {
+            "name": "health",
+            "url": "http://127.0.0.1:8080/health",
+            "status": 200,
+            "latency_ms": 3.2,
+            "error": None,
+            "body": {"status": "Healthy", "version": "1.1.0"},
+        },
+        {"a": {"z": 1, "b": 2}},  # sorted outside, not inside
+        {
+            "floats": [
+                1e-7,
+                1e16,
+                1.5e300,
+                -0.0,
+                0.1 + 0.2,
+                5e-324,
+                2.5,
+                float("nan"),
+                float("inf"),
+                -math.inf,
+            ],
+            "ints": [0, -1, 2**70, -(2**64)],
+            "bools": [True, False],
+        },
+        {
+            3: "int key",
+            1.5: "float key",
+            1e-7: "tiny float key",
+            None: "None key",
+            True: "bool key",
+            (1, "x"): "tuple key",
+            Colour.RED: "enum key",
+            Level.HIGH: "int enum key",
+            float("nan"): "nan key",
+            frozenset({"b", "a"}): "frozenset key",
+            "3": "collides with 3: the later wins",
+            Number(9): "int subclass",
+        },
+        {"tuple": (1, (2, (3,))), "empty": [(), ((),), [], {}], "list of dicts": [{"b": 1, "a": 2}]},
+        {
+            "path": Path("artifacts") / "monitor.csv",
+            "pure": PurePosixPath("/etc/x"),
+            "windows": PureWindowsPath(r"C:\x"),
+        },
+        {
+            "unicode": "naïve ✓ 日本 😀",
+            "separators": "a\u2028b\u2029c\x85d",
+            "controls": '\x00\x1f\n\r\t"\\/\x7f',
+            "lone": "x\udcffy\ud800",
+            "\udc80key": "a lone surrogate in a key",
+            "ключ": "значение",
+            "ü": "non-ASCII key",
+        },
+        {
+            "subclasses": [Text("t"), Number(7), Level.HIGH, Colour.RED],
+            "ordered": OrderedDict([("b", 1), ("a", 2)]),
+            Text("str subclass key"): 1,
+            "mapping proxy": MappingProxyType({"y": 1, "x": 2}),
+        },
+        {"cycle list": looped, "cycle dict": selfish, "shared twice": [shared, shared]},
+        {
+            "dataclass": Probe("home", 200, at),
+            "set": {"b", "a", "c"},
+            "mixed set": {2, "1", (3, 4)},
+            "bytes": b"\x00\x01",
+            "bytearray": bytearray(3),
+            "memoryview": memoryview(b"abcd"),
+            "at": at,
+            "date": at.date(),
+            "time": at.timetz(),
+            "timedelta": timedelta(seconds=1.5),
+            "range": range(3),
+        },
+        {"deep": nested(60, "leaf"), "deep sorted": nested(1, {"a": {"b": {"c": [1, [2, [3]]]}}})},
+        {"object": Impact.SERIOUS, "exception": ValueError("no"), "type": int},
+    ]
+
+
+def general_journal(
+    events: list[tuple[str, dict[Any, Any], str | None, str | None, str]],
+    redact: Callable[[str], str],
+    fields: tuple[str, str, str],
+) -> bytes:
+    """The bytes the journal writes, by the general path: the converter without its fast path, the redactor
+    called on every string, and the event encoded by json.dumps (canonical_hash, _written_form)."""
+    run_id, env, flow = fields
+    lines, prev_hash = [], ZEROS
+    for seq, (kind, data, phase, nodeid, ts) in enumerate(events, start=1):
+        converter = GeneralConverter(redact)
+        event: dict[str, Any] = {
+            "seq": seq,
+            "ts": ts,
+            "run_id": run_id,
+            "env": env,
+            "flow": flow,
+            "phase": journal_module._utf8_safe(phase) if phase is not None else None,  # not redacted
+            "nodeid": converter.text(nodeid) if nodeid is not None else None,
+            "kind": kind,
+            "data": converter.value(data),
+            "prev_hash": prev_hash,
+        }
+        event["hash"] = journal_module.canonical_hash(event)
+        lines.append(journal_module._written_form(event))
+        prev_hash = event["hash"]
+    return b"".join(lines)
+
+
+def secret_environment(tmp_path: Path, secret: str | None) -> Environment:
+    """A real environment, with `secret` as the value of one ${VAR} (a secret to redact), or with none."""
+    path = tmp_path / "Stage.toml"
+    url = "https://stage.example/${TOKEN}/" if secret is not None else "https://stage.example/"
+    path.write_text(f'name = "Stage"\n[service]\nbase_url = "{url}"\n', encoding="utf-8")
+    return load_environment(path, environ={} if secret is None else {"TOKEN": secret})
+
+
+def corpus_events(nodeid_extra: str = "") -> list[tuple[str, dict[Any, Any], str | None, str | None, str]]:
+    phases = [None, "DR-SMOKE", "RB-3 ✓", "ph\udcffase"]
+    nodeids = [None, f"t.py::test_a[{nodeid_extra}]", "t.py::test_ü[x\udcffy]", 'q"uote\\']
+    return [
+        ("note" if n % 2 else "probe", data, phases[n % 4], nodeids[n % 4], f"2026-11-26T13:02:{n:02d}.123+00:00")
+        for n, data in enumerate(corpus())
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("redactor", ["none", "environment without secrets", "identity function", "secret"])
+def test_the_fast_path_writes_the_bytes_of_the_general_path(tmp_path: Path, redactor: str) -> None:
+    """Every line, byte for byte, as the general path writes it: the converter without its fast path, every
+    string through the redactor, the event encoded by json.dumps twice; with the redactor skipped (none, an
+    environment without secrets) or called (a function the journal cannot know changes nothing, a secret)."""
+    redact: Callable[[str], str] | None = {
+        "none": None,
+        "environment without secrets": secret_environment(tmp_path, None).redact,
+        "identity function": lambda text: text,
+        "secret": secret_environment(tmp_path, SECRET).redact,
+    }[redactor]
+    events = corpus_events(SECRET)
+    fields = ('run-"1"', "Prod-東京", "rollback")
+    bundle = tmp_path / "bundle"
+    with Journal(bundle / "evidence.jsonl", *fields, redact=redact) as journal:
+        returned = [
+            journal.append(kind, data, phase=phase, nodeid=nodeid, ts=ts) for kind, data, phase, nodeid, ts in events
+        ]  # fmt: skip
+        journal.seal()
+
+    content = (bundle / "evidence.jsonl").read_bytes()
+    expected = general_journal(events, redact or (lambda text: text), fields)
+    assert content.startswith(expected)
+    assert content.count(b"\n") == len(events) + 1  # and the seal
+    written = read_events(bundle / "evidence.jsonl", seal=False)
+    assert written == returned
+    assert all(event["hash"] == design_hash(event) for event in written)
+    assert (SECRET.encode() in content) == (redactor != "secret")
+    result = verify_bundle(bundle)
+    assert (result.ok, result.events, result.problems) == (True, len(events) + 1, [])
+
+
+def test_data_whose_keys_are_sorted_is_encoded_once_for_both_forms() -> None:
+    """The converter says when every dict it built has its keys in sorted order; then, and only then, the
+    hash's text (keys sorted) and the line's (keys in order) of the data are the same, and one is encoded."""
+    shared = 0
+    for data in corpus():
+        converter = journal_module._Converter(None)
+        plain = converter.value(data)
+        assert plain == GeneralConverter(journal_module._identity).value(data)
+        canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        ordered = json.dumps(plain, separators=(",", ":"), ensure_ascii=False)
+        if converter.keys_sorted:
+            assert canonical == ordered, data
+            shared += 1
+        else:
+            assert canonical != ordered, data  # this corpus's unsorted dicts all change the text
+    assert 0 < shared < len(corpus())
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 7, 40])
+def test_a_secret_is_redacted_at_any_depth_on_the_fast_path(tmp_path: Path, depth: int) -> None:
+    """With a run's secret, every string of the data (keys and values, of plain values and of the others) and
+    the nodeid pass the environment's redactor before hashing, however deep they are."""
+    env = secret_environment(tmp_path, SECRET)
+    leaf = {
+        SECRET: "a key",
+        "value": f"Bearer {SECRET}",
+        "list": [SECRET, (f"pre-{SECRET}-post",)],
+        (1, SECRET): "a tuple key",
+        "path": Path("/etc") / SECRET,
+        "probe": Probe(SECRET, 200, datetime(2026, 11, 26, tzinfo=UTC)),
+        "set": {SECRET},
+        "ordered": OrderedDict([(SECRET, Text(SECRET))]),
+        "fragment": SECRET[2:-2],
+    }
+    with Journal(tmp_path / "evidence.jsonl", "r", "Lab", "dr", redact=env.redact) as journal:
+        returned = journal.append("note", {"deep": nested(depth, leaf)}, nodeid=f"t.py::test[{SECRET}]")
+
+    content = (tmp_path / "evidence.jsonl").read_bytes()
+    assert SECRET.encode() not in content
+    assert SECRET[2:-2].encode() not in content
+    assert returned["nodeid"] == "t.py::test[***]"
+    assert content == general_journal(
+        [("note", {"deep": nested(depth, leaf)}, None, f"t.py::test[{SECRET}]", returned["ts"])],
+        env.redact,
+        ("r", "Lab", "dr"),
+    )
+    assert read_events(tmp_path / "evidence.jsonl") == [returned]
+
+
+def test_the_redactor_is_skipped_only_when_it_changes_nothing(tmp_path: Path) -> None:
+    """The journal skips the redactor of an environment without secrets, and no other: not one with a secret,
+    not a function (it cannot know what it does), not a subclass's own redact."""
+    without = secret_environment(tmp_path, None)
+    with_secret = secret_environment(tmp_path, SECRET)
+
+    @dataclasses.dataclass(frozen=True)
+    class Stricter(Environment):
+        def redact(self, text: str) -> str:
+            return text.replace("stage", "***")
+
+    stricter = Stricter(**{field.name: getattr(without, field.name) for field in dataclasses.fields(without)})
+    changes_nothing = journal_module._changes_nothing
+    assert without.secrets == frozenset()
+    assert changes_nothing(without.redact)
+    assert changes_nothing(journal_module._identity)
+    assert not changes_nothing(with_secret.redact)
+    assert not changes_nothing(lambda text: text)
+    assert not changes_nothing(str.strip)
+    assert not changes_nothing(stricter.redact)
+    with Journal(tmp_path / "evidence.jsonl", "r", "Lab", "dr", redact=stricter.redact) as journal:
+        assert journal.append("note", {"url": "https://stage.example/"})["data"] == {
+            "url": "https://***.example/"
+        }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain",
+        "https://user:pass@host.example/x?token=abc",
+        "password=hunter2",
+        "Bearer abc.def",
+        "ü ✓ \udcff",
+    ],
+)
+def test_an_environment_without_secrets_redacts_nothing(tmp_path: Path, text: str) -> None:
+    """What the journal's skip rests on: drivers.config's redactor changes no text when the environment has no
+    secret. Should it ever hide something more, the journal must stop skipping it (plugins/journal.py
+    _changes_nothing)."""
+    assert secret_environment(tmp_path, None).redact(text) == text
 
 
 @pytest.mark.parametrize("kind", ["", "Probe", "phase-start", "run.", ".end", "run..end", "probe 1", "ok!"])

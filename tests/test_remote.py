@@ -297,3 +297,25 @@ def test_a_restore_that_fails_leaves_the_loudest_line_of_the_run(remote_site: Re
     assert_refused(remote_site.url("blue") + "/health")
     pid = json.loads((remote_site.dir / "state" / "blue.json").read_text()).get("pid")
     assert not pid, f"the site's state still names a running blue (pid {pid})"
+
+
+def test_a_parallel_matrix_run_on_the_remote_site_leaves_one_sealed_bundle(remote_site: RemoteSite) -> None:
+    """`-n 2` against a remote environment: one bundle, one chain; the rows checked what serves (green, live) and
+    nothing was stopped, deployed or switched."""
+    # The slot servers send no security headers (Medium alerts): this run gates on High only.
+    env_file = remote_site.env_file(zap='[zap]\nengine = "builtin"\nmax_pages = 5\nfail_on = ["High"]')
+    rc, output, reports = run_runbook(remote_site, "-n", "2", "-m", "dr_smoke or dr_zap", env_file=env_file)
+    assert rc == 0, output
+    bundle = only_bundle(reports)
+    check = verify_bundle(bundle)
+    assert (check.ok, check.sealed) == (True, True), check.problems
+    assert (bundle / "report.html").is_file()
+    events = read_events(bundle / "evidence.jsonl")
+    ends = {e["phase"]: e["data"]["outcome"] for e in events if e["kind"] == "phase.end"}
+    assert ends == {"DR-SMOKE": "passed", "DR-ZAP": "passed"}
+    assert {e["data"]["url"].rsplit("/", 1)[0] for e in events if e["kind"] == "probe"} <= {
+        remote_site.public_url,
+        f"{remote_site.public_url}/swagger",
+        f"{remote_site.public_url}/auth",
+    }
+    assert not [c for c in remote_site.calls() if c["verb"] != "active"], "a matrix run changes nothing"

@@ -1,11 +1,13 @@
-"""The Lab router (lab/router.py) as a real process on loopback, in front of tiny stdlib backends in this test.
+"""The Lab router (lab/router.py) as a real process on loopback, in front of stand-in backends; and the command
+router driver (drivers/router.py), which checks that a switch took.
 
-The backends echo what reached them, so the tests see exactly what the router forwards; each names its slot.
+The backends are the loopback HTTP stub (tests/http_stub.py). They echo what reached them, so the tests see
+exactly what the router forwards; each names its slot.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import http.client
 import json
 import socket
@@ -14,147 +16,85 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
+from drivers.base import DriverError
+from drivers.config import Environment
+from drivers.router import router_driver
 from lab import LabError, RouterClient, httpc, procs
 from lab.supervisor import ROUTER_SCRIPT
+from tests.driver_env import command_env
+from tests.http_stub import Reply, Seen, Stub, json_reply
 
 pytestmark = pytest.mark.lab
 BIG = bytes(range(256)) * 4096  # 1 MiB
 HANG_S = 30.0  # a held request is let go by the test; this bound only ends a hung test
 
 
-# -- a tiny backend ----------------------------------------------------------------------------------
+# -- a stand-in backend: the shared stub, kept alive ---------------------------------------------------
 
-
-class EchoServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = sys.platform != "win32"
-
-    def __init__(self, slot: str, port: int) -> None:
-        self.slot = slot
-        self.let_go = threading.Event()  # ends the requests held on /held
-        self.open: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), EchoHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.lock:
-            self.open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.lock:
-            self.open.discard(request)
-        super().shutdown_request(request)
-
-    def hang_up_all(self) -> None:
-        """Closes the keep-alive connections too, as a stopped process would."""
-        with self.lock:
-            conns = list(self.open)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class EchoHandler(BaseHTTPRequestHandler):
-    server: EchoServer
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        self.served_here = 0  # requests on this connection
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _any(self) -> None:
-        self.served_here += 1
-        path = urlsplit(self.path).path
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        slot = self.server.slot
-        if path == "/flaky" and self.served_here > 1:
-            self.close_connection = True  # hangs up on a reused connection without a byte of answer
-            return
-        if path == "/held":
-            self.server.let_go.wait(HANG_S)
-        if path == "/missing":
-            self._reply(
-                404, b'{"error": "no such thing"}', (("Content-Type", "application/json"), ("X-Test", "kept"))
-            )
-        elif path == "/redirect":
-            self._reply(
-                302, b"moved", (("Location", "/elsewhere?x=1"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))
-            )
-        elif path == "/big":
-            self._reply(200, BIG, (("Content-Type", "application/octet-stream"),))
-        elif path == "/chunked":
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for part in (b"first;", b"second;" * 1000, b"third"):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
-            self.wfile.write(b"0\r\n\r\n")
-        elif path == "/truncated":
-            self.send_response(200)
-            self.send_header("Content-Length", "100")
-            self.end_headers()
-            self.wfile.write(b"only ten..")
-            self.close_connection = True  # dies mid-body
-        elif path == "/close-delimited":
-            self.send_response(200)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(b"until the connection closes")
-            self.close_connection = True
-        else:
-            echo = {
-                "slot": slot,
-                "method": self.command,
-                "target": self.path,
-                "headers": [[k, v] for k, v in self.headers.items()],
-                "body": body.decode("latin-1"),
-            }
-            self._reply(200, json.dumps(echo).encode(), (("Content-Type", "application/json"),))
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_PURGE = _any
+EDGE_CASES = {  # what a backend answers that a router must pass through unchanged, or survive
+    "/missing": Reply(
+        404, b'{"error": "no such thing"}', (("Content-Type", "application/json"), ("X-Test", "kept"))
+    ),
+    "/redirect": Reply(
+        302, b"moved", (("Location", "/elsewhere?x=1"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))
+    ),
+    "/big": Reply(200, BIG, {"Content-Type": "application/octet-stream"}),
+    "/chunked": Reply(200, chunks=(b"first;", b"second;" * 1000, b"third")),
+    "/truncated": Reply(200, b"only ten..", length=100),  # dies mid-body
+    "/close-delimited": Reply(200, b"until the connection closes", close_delimited=True),
+}
 
 
 class Backend:
-    def __init__(self, slot: str, port: int | None = None) -> None:
+    """A slot: the loopback stub (tests/http_stub.py) speaking HTTP/1.1 with keep-alive, echoing every request
+    as JSON that names the slot, except the EDGE_CASES, /held (answered once the test lets it go) and /flaky."""
+
+    def __init__(self, slot: str, port: int = 0) -> None:
         self.slot = slot
-        self.port = port or procs.free_port()
-        self.server = EchoServer(slot, self.port)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.let_go = threading.Event()  # ends the requests held on /held
+        self.stub = Stub(port=port, keep_alive=True)
+        self.stub.otherwise_fn(self.echo)
+        self.stub.route_fn("/held", self.held)
+        self.stub.route_fn("/flaky", self.flaky)
+        for path, reply in EDGE_CASES.items():
+            self.stub.route(path, reply)
+
+    @property
+    def port(self) -> int:
+        return self.stub.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.stub.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.server.hang_up_all()
-        self.thread.join(5)
+        """Stops serving and closes the keep-alive connections too, as a stopped process would."""
+        self.stub.stop()
+
+    def echo(self, seen: Seen) -> Reply:
+        return json_reply(
+            200,
+            {
+                "slot": self.slot,
+                "method": seen.method,
+                "target": seen.path,
+                "headers": [[k, v] for k, v in seen.headers.items()],
+                "body": seen.body.decode("latin-1"),
+            },
+        )
+
+    def held(self, seen: Seen) -> Reply:
+        self.let_go.wait(HANG_S)
+        return self.echo(seen)
+
+    def flaky(self, seen: Seen) -> Reply:
+        """Hangs up on a reused connection without a byte of answer."""
+        return Reply(hang_up=True) if seen.on_connection > 1 else self.echo(seen)
 
 
 class Router:
@@ -463,9 +403,7 @@ def test_a_request_in_flight_finishes_on_the_slot_it_started_on(router: Router, 
         conn = router.connection()
         try:
             resp, data = fetch(conn, "GET", "/held")
-            outcome.update(
-                status=resp.status, slot=json.loads(data)["slot"], let_go=blue.server.let_go.is_set()
-            )
+            outcome.update(status=resp.status, slot=json.loads(data)["slot"], let_go=blue.let_go.is_set())
         finally:
             conn.close()
 
@@ -487,7 +425,7 @@ def test_a_request_in_flight_finishes_on_the_slot_it_started_on(router: Router, 
         assert router.control.stats()["in_flight"] == {"blue": 1, "green": 0}
         assert not outcome, "the held request was answered before the test let it go"
     finally:
-        blue.server.let_go.set()
+        blue.let_go.set()
         thread.join(10)
     assert outcome == {"status": 200, "slot": "blue", "let_go": True}
     stats = settled(router)
@@ -608,3 +546,37 @@ def test_the_active_slot_survives_a_router_restart(tmp_path: Path, blue: Backend
             conn.close()
     finally:
         second.stop()
+
+
+# -- the command router driver (drivers/router.py) ---------------------------------------------------
+
+
+def router_env(tmp_path: Path, closed_url: str, active: str, after_switch: str) -> Environment:
+    """A router whose `active` prints `active` until `switch` ran, then `after_switch`."""
+    state = tmp_path / "router-state.txt"
+    state.write_text(active)
+    py = Path(sys.executable).as_posix()
+    commands = {
+        "active": [py, "-c", f"print(open({str(state)!r}).read())"],
+        "switch": [py, "-c", f"open({str(state)!r}, 'w').write({after_switch!r})", "{slot}"],
+    }
+    env = command_env(tmp_path, closed_url, commands)
+    return dataclasses.replace(env, drivers=dataclasses.replace(env.drivers, router="command"))
+
+
+def test_a_switch_to_the_live_slot_is_an_error(tmp_path: Path, closed_url: str) -> None:
+    router = router_driver("command", router_env(tmp_path, closed_url, "green", "green"), {})
+    with pytest.raises(DriverError, match=r"^switch to green refused: green is already the live slot"):
+        router.switch("green")
+    assert (tmp_path / "router-state.txt").read_text() == "green"
+
+
+def test_a_switch_the_router_does_not_take_is_an_error(tmp_path: Path, closed_url: str) -> None:
+    router = router_driver("command", router_env(tmp_path, closed_url, "blue", "blue"), {})
+    with pytest.raises(
+        DriverError, match=r"^switched traffic from blue to green, but the router now reports blue"
+    ):
+        router.switch("green")
+    ok = router_driver("command", router_env(tmp_path, closed_url, "blue", "green"), {})
+    action = ok.switch("green")
+    assert (action.detail["from"], action.detail["live_after"]) == ("blue", "green")
