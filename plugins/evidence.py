@@ -52,6 +52,7 @@ class TimelineWriter:
             f"# Timeline: {run.env.name}, {run.flow}, run {run.run_id}\n\n"
             "| time (UTC) | phase | step |\n|---|---|---|\n"
         )
+        self._file = path.open("a", encoding="utf-8")  # kept open; every row is flushed as it is written
         self._append(header)
 
     def write(self, event: Mapping[str, Any]) -> None:
@@ -59,12 +60,11 @@ class TimelineWriter:
         self._append(f"| {event['ts'][11:23]} | {event['phase'] or ''} | {text} |\n")
 
     def _append(self, text: str) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
+        self._file.write(text)
+        self._file.flush()
 
     def close(self) -> None:
-        return None
+        self._file.close()
 
 
 def _bundle_dir(run: RunbookRun) -> Path:
@@ -165,6 +165,9 @@ def seal_bundle(session: pytest.Session, run: RunbookRun) -> None:
     except Exception as exc:  # noqa: BLE001 - one writer failing must not lose the others
         run.writer_errors.append(f"junit.xml writer failed: {plain_error(exc)}")
     writer = run.writers[0] if run.writers else None
+    for other in run.writers:
+        if not isinstance(other, JournalWriter):
+            other.close()  # every other writer is done before its file is scrubbed; the journal closes at the seal
     for path in sorted(run.bundle.rglob("*")):
         # The journal redacts before hashing; rewriting it here would break its chain.
         if path.name == "evidence.jsonl":
