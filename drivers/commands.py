@@ -56,11 +56,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import psutil
+from typing import IO, TYPE_CHECKING, Any
 
 from drivers.base import DriverError
+
+if TYPE_CHECKING:
+    import psutil  # imported where a process tree is stopped: most runs never load it
 
 __all__ = [
     "KILL_GRACE_S",
@@ -209,6 +210,8 @@ def start_process(
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     # A zombie has exited; in a container whose PID 1 never reaps, it would otherwise look alive forever.
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -220,6 +223,8 @@ def _alive(proc: psutil.Process) -> bool:
 
 def _tree(pid: int) -> dict[int, psutil.Process]:
     """The process `pid` and everything it started that is still there."""
+    import psutil
+
     found: dict[int, psutil.Process] = {}
     with suppress(psutil.NoSuchProcess):
         root = psutil.Process(pid)
@@ -258,6 +263,8 @@ def kill_tree(proc: subprocess.Popen[Any], *, grace_s: float = KILL_GRACE_S) -> 
     was started meanwhile, wait again, and reap our own child. Only the tree of this Popen is touched, never
     anything found by name.
     """
+    import psutil
+
     signalled: set[int] = set()
     first = _tree(proc.pid)
     for p in first.values():

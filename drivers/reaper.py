@@ -27,9 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    import psutil  # loaded where processes are looked at: a run without a browser never needs it
+
 
 __all__ = [
     "PROFILE_PREFIX",
@@ -77,6 +79,8 @@ class RecordedProcess:
 
     def find(self, *, check_cmdline: bool = True) -> psutil.Process | None:
         """The running process that is this one (same PID, start time and command line), else None."""
+        import psutil
+
         try:
             proc = psutil.Process(self.pid)
             with proc.oneshot():
@@ -125,6 +129,8 @@ class BrowserRecord:
     @classmethod
     def new(cls, directory: Path, profile_dir: Path) -> BrowserRecord:
         """The record of a browser about to start in `profile_dir`, for this process as its runner."""
+        import psutil
+
         runner = RecordedProcess.of(psutil.Process(), "runner")
         return cls(
             path=directory / f"{runner.pid}-{profile_dir.name}.json",
@@ -138,6 +144,8 @@ class BrowserRecord:
 
         `argv`: chromedriver's command line as it was started; right after the spawn the child may not have
         exec'd yet (its /proc command line is still its parent's), so the one given is what it will show."""
+        import psutil
+
         driver = psutil.Process(driver_pid)
         recorded = RecordedProcess.of(driver, "chromedriver")
         if argv is not None:
@@ -246,6 +254,8 @@ def stop_processes(
     Returns what was stopped ("chromedriver 4242", "chromium 4250", ...) and the problems in words. A process
     whose PID now runs something else is left alone; so is one that has exited already.
     """
+    import psutil
+
     targets: dict[int, tuple[psutil.Process, str]] = {}
     for recorded in processes:
         proc = recorded.find()
@@ -282,6 +292,8 @@ def on_profile(profile_dir: str) -> list[RecordedProcess]:
     """The browser processes started with this record's own profile (`--user-data-dir=<it>`, a unique temporary
     directory the runbook made): found by that argument, never by name, for a run killed before its record
     named them."""
+    import psutil
+
     if not profile_dir or not Path(profile_dir).name.startswith(PROFILE_PREFIX):
         return []
     flag = f"--user-data-dir={profile_dir}"
@@ -296,6 +308,8 @@ def on_profile(profile_dir: str) -> list[RecordedProcess]:
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         # is_running() also compares the start time, so a reused PID reads as gone.
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE

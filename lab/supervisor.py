@@ -41,19 +41,11 @@ from types import TracebackType
 from typing import Any
 
 from lab import httpc, procs
+from lab.faults import LAB_FAULTS
 from lab.httpc import HttpReply
 from lab.packages import build_package, check_version, package_name, write_sha256_file
 from lab.procs import LabError, ProcessRecord
 
-LAB_FAULTS = (
-    "service-stopped",
-    "bad-package-hash",
-    "green-unhealthy",
-    "green-degrades-after-switch",
-    "webhook-down",
-    "a11y-regression",
-    "insecure-headers",
-)
 PREVIOUS_STABLE = "1.0.0"
 CURRENT = "1.1.0"
 NEXT = "1.2.0"

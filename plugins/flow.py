@@ -150,7 +150,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         # A worker of a parallel run: the controller keeps the phases; wait until the earlier ones ended.
         blocked = item.config.hook.pytest_runbook_wait_for_gate(config=item.config, run=run, phase=phase)
     else:
-        start_phase(run, phase, phase_title(item))
+        if run.phases[phase].started is None:
+            start_phase(run, phase, phase_title(item))
         blocked = run.blocked_by
     if blocked and blocked[0] != phase and phase not in table.RECORDING:
         item.stash[_blocked_key] = True

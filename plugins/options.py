@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from drivers.config import ConfigError, ConfigProblems, available_environments, load_environment
-from lab.supervisor import LAB_FAULTS  # the Lab owns its fault names; the option only offers them
+from lab.faults import LAB_FAULTS  # the Lab owns its fault names; the option only offers them
 from plugins.state import RunbookRun, RunOptions, run_key
 
 ROLLBACK_POLICIES = ("on-failure", "always", "never")
