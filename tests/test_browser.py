@@ -465,9 +465,14 @@ def lab_env(tmp_path: Path, extra: str = "") -> str:
 
 
 @pytest.fixture
-def remote(closed_url: str) -> str:
-    """A remote environment whose service address is a loopback port proven closed (nothing answers there)."""
-    return f'\nname = "Remote"\nkind = "remote"\n[service]\nbase_url = "{closed_url}"\n'
+def remote(closed_url: str, tmp_path: Path) -> str:
+    """A remote environment whose service address is a loopback port proven closed (nothing answers there); its
+    dated timeline goes to the test's own folder, never the project's logs/."""
+    logs = (tmp_path / "logs").as_posix()
+    return (
+        f'\nname = "Remote"\nkind = "remote"\n[service]\nbase_url = "{closed_url}"\n'
+        f'[paths]\nlog_dirs = ["{logs}"]\ntimeline_dir = "{logs}"\n'
+    )
 
 
 @pytest.mark.lab

@@ -73,7 +73,8 @@ def runbook_argv(tmp_path: Path, base_url: str, name: str) -> list[str]:
     env_file = tmp_path / f"{name}.toml"
     env_file.write_text(
         f'name = "{name}"\nkind = "remote"\n[service]\nbase_url = "{base_url}"\n'
-        '[axe]\npages = ["/"]\n[browser]\npage_timeout_s = 120\n',
+        '[axe]\npages = ["/"]\n[browser]\npage_timeout_s = 120\n'
+        f'[paths]\nlog_dirs = ["{(tmp_path / "logs").as_posix()}"]\ntimeline_dir = "{(tmp_path / "logs").as_posix()}"\n',
         encoding="utf-8",
     )
     return [sys.executable, "-m", "pytest", f"--env-file={env_file}", f"--evidence-dir={tmp_path / name}",

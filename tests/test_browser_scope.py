@@ -339,7 +339,8 @@ def test_dr_axe_journals_the_blocked_image_and_fails_the_page_that_left_scope(
     env_file = tmp_path / "env.toml"
     env_file.write_text(
         f'name = "ScopeDrill"\nkind = "remote"\n[service]\nbase_url = "{pages}"\n'
-        '[axe]\npages = ["/img", "/302"]\n[scope]\nallowed_hosts = ["127.0.0.1"]\n',
+        '[axe]\npages = ["/img", "/302"]\n[scope]\nallowed_hosts = ["127.0.0.1"]\n'
+        f'[paths]\nlog_dirs = ["{(tmp_path / "logs").as_posix()}"]\ntimeline_dir = "{(tmp_path / "logs").as_posix()}"\n',
         encoding="utf-8",
     )
     reports = tmp_path / "reports"
