@@ -24,6 +24,7 @@ assertion-rewritten, on every run).
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import re
@@ -39,6 +40,14 @@ PER_MODULE = 100
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 
 _TEST = '@pytest.mark.dr_smoke\n@pytest.mark.phase("DR-SMOKE")\ndef test_{n:05d}():\n    pass\n\n\n'
+
+
+def add_source_options(parser: argparse.ArgumentParser, cold_help: str) -> None:
+    """--root (another copy of the runbook to measure) and --cold-bytecode, for the scripts that generate projects."""
+    parser.add_argument(
+        "--root", type=Path, default=RUNBOOK_ROOT, help="the runbook's source (default: this project)"
+    )
+    parser.add_argument("--cold-bytecode", action="store_true", help=cold_help)
 
 
 def runbook_plugins(root: Path) -> list[str]:

@@ -299,12 +299,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tests", type=int, default=500, help="trivial tests for (b) (default 500)")
     parser.add_argument("--runs", type=int, default=3, help="runs of (b), the median shown (default 3)")
     parser.add_argument("--dir", type=Path, default=None, help="where (a) writes (default: the temp dir)")
-    parser.add_argument(
-        "--root", type=Path, default=proj.RUNBOOK_ROOT, help="the runbook's source (default: this project)"
-    )
-    parser.add_argument(
-        "--cold-bytecode", action="store_true", help="(b) with PYTHONDONTWRITEBYTECODE=1 (no bytecode cache)"
-    )
+    proj.add_source_options(parser, "(b) with PYTHONDONTWRITEBYTECODE=1 (no bytecode cache)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
     sys.path.insert(0, str(root))  # before the runbook's modules are first imported

@@ -169,12 +169,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each (default 5)")
     parser.add_argument("--tests", type=int, default=1000, help="trivial tests in the project (default 1000)")
     parser.add_argument("--profile", action="store_true", help="also run (a) and (b) once under cProfile")
-    parser.add_argument(
-        "--root", type=Path, default=proj.RUNBOOK_ROOT, help="the runbook's source (default: this project)"
-    )
-    parser.add_argument(
-        "--cold-bytecode", action="store_true", help="PYTHONDONTWRITEBYTECODE=1: compile everything every run"
-    )
+    proj.add_source_options(parser, "PYTHONDONTWRITEBYTECODE=1: compile everything every run")
     args = parser.parse_args(argv)
     root = args.root.resolve()
     count = args.tests

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Generator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from plugins.state import PhaseRecord, RunbookRun, run_key
 POLL_S = 0.02  # how often a waiting worker reads the handoff file
 
 _handoff_key = pytest.StashKey[Path]()
-_lab_key = pytest.StashKey[Any]()  # the Lab context of the run, entered by the controller
+_state_key = pytest.StashKey[dict[str, Any]]()  # what the handoff file says, kept by the controller
 
 
 def is_controller(config: pytest.Config) -> bool:
@@ -87,33 +88,25 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
         return (yield)
     from fixtures.environment import lab_for_run
 
-    lab = lab_for_run(run)
-    lab_error = ""
-    try:
-        lab.__enter__()
-        config.stash[_lab_key] = lab
-    except pytest.fail.Exception as exc:
-        lab_error = str(exc.msg)
-        run.warn(f"the Lab could not start for this parallel run: {lab_error}")
-    _write_handoff(path, run, lab_error=lab_error)
-    try:
-        return (yield)
-    finally:
-        if _lab_key in config.stash:
-            del config.stash[_lab_key]
-            lab.__exit__(None, None, None)
-        path.unlink(missing_ok=True)
+    with ExitStack() as lab:
+        state = config.stash[_state_key] = {"bundle": str(run.bundle), "lab_error": ""}
+        try:
+            lab.enter_context(lab_for_run(run))
+        except pytest.fail.Exception as exc:
+            state["lab_error"] = str(exc.msg)
+            run.warn(f"the Lab could not start for this parallel run: {exc.msg}")
+        _write_handoff(path, run, state)
+        try:
+            return (yield)
+        finally:
+            path.unlink(missing_ok=True)
 
 
-def _write_handoff(path: Path, run: RunbookRun, *, lab_error: str = "") -> None:
-    """Atomically (temp file + rename): a worker never reads half a file."""
-    previous = read_handoff_file(path)
-    state = {
-        "bundle": str(run.bundle),
-        "lab_error": lab_error or previous.get("lab_error", ""),
-        "ended": [p.id for p in run.phases.values() if p.ended is not None],
-        "blocked_by": list(run.blocked_by) if run.blocked_by else None,
-    }
+def _write_handoff(path: Path, run: RunbookRun, state: dict[str, Any]) -> None:
+    """The bundle, the Lab's failure if any, the phases that ended and the gate; atomically (temp file +
+    rename): a worker never reads half a file."""
+    state["ended"] = [p.id for p in run.phases.values() if p.ended is not None]
+    state["blocked_by"] = list(run.blocked_by) if run.blocked_by else None
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(json.dumps(state), encoding="utf-8")
     temp.replace(path)
@@ -122,8 +115,9 @@ def _write_handoff(path: Path, run: RunbookRun, *, lab_error: str = "") -> None:
 def pytest_runbook_phase_ended(config: pytest.Config, run: RunbookRun, record: PhaseRecord) -> None:
     """Tell the waiting workers: one more phase ended (and maybe closed the gate)."""
     path = _handoff_path(config)
-    if path is not None and is_controller(config) and path.exists():
-        _write_handoff(path, run)
+    state = config.stash.get(_state_key, None)
+    if path is not None and state is not None and path.exists():
+        _write_handoff(path, run, state)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -162,19 +156,15 @@ class PhaseScheduling(LoadScopeScheduling):  # type: ignore[misc]
 
 
 # --- a worker --------------------------------------------------------------------------------------------
-def read_handoff_file(path: Path) -> dict[str, Any]:
+def read_handoff(config: pytest.Config) -> dict[str, Any]:
+    """The controller's handoff, in a worker; empty outside a parallel run (or before the controller wrote it)."""
+    worker_input = getattr(config, "workerinput", None)
+    path = worker_input.get("runbook_handoff") if worker_input else None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def read_handoff(config: pytest.Config) -> dict[str, Any]:
-    """The controller's handoff, in a worker; empty outside a parallel run."""
-    worker_input = getattr(config, "workerinput", None)
-    path = worker_input.get("runbook_handoff") if worker_input else None
-    return read_handoff_file(Path(path)) if path else {}
 
 
 def pytest_runbook_wait_for_gate(

@@ -150,19 +150,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         # A worker of a parallel run: the controller keeps the phases; wait until the earlier ones ended.
         blocked = item.config.hook.pytest_runbook_wait_for_gate(config=item.config, run=run, phase=phase)
     else:
-        if run.phases[phase].started is None:
-            start_phase(run, phase, phase_title(item))
+        start_phase(run, phase, item)
         blocked = run.blocked_by
     if blocked and blocked[0] != phase and phase not in table.RECORDING:
         item.stash[_blocked_key] = True
         pytest.skip(f"blocked by {blocked[0]}: {blocked[1]}")
 
 
-def start_phase(run: RunbookRun, phase: str, title: str) -> None:
+def start_phase(run: RunbookRun, phase: str, item: pytest.Item | None) -> None:
+    """Journal the start of a phase, once; its title is the runbook module's docstring."""
     record = run.phases[phase]
     if record.started is None:
         record.started = now_iso()
-        run.record("phase.start", {"title": title}, phase=phase)
+        run.record("phase.start", {"title": phase_title(item) if item else ""}, phase=phase)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -212,8 +212,7 @@ class Gatekeeper:
         if events is not None:
             if report.when == "setup":
                 plan = self.config.stash.get(plan_key, None)
-                items = plan.phases.get(phase, []) if plan else []
-                start_phase(run, phase, phase_title(items[0]) if items else "")
+                start_phase(run, phase, next(iter(plan.phases.get(phase, []) if plan else []), None))
             for event in events:
                 run.append(event)
         record = _gate(run, phase, report)
@@ -256,9 +255,10 @@ def _gate(run: RunbookRun, phase: str, report: pytest.TestReport) -> PhaseRecord
         outcome = "passed"
     run.item_outcomes[report.nodeid] = outcome
     if report.failed:
-        record.reason = record.reason or one_line(report)
+        why = one_line(report)
+        record.reason = record.reason or why
         if run.blocked_by is None and phase not in table.RECORDING:
-            run.blocked_by = (phase, one_line(report))
+            run.blocked_by = (phase, why)
     if report.when != "teardown":
         return None
     record.finished.add(report.nodeid)

@@ -38,9 +38,8 @@ class RunOptions:
     selenium_remote: str = ""
     confirm_env: str | None = None
     env_argument: str = "--env NAME"  # how the environment was given, repeated in rerun hints
-    parallel: str = (
-        ""  # "-n 2" when pytest-xdist runs this session on workers (this process is the controller)
-    )
+    # "-n 2" when pytest-xdist runs this session on workers (this process is then the controller)
+    parallel: str = ""
     dist: str = "no"  # xdist's --dist mode of a parallel run
 
 
