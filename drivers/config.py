@@ -111,11 +111,54 @@ class Drivers:
 
 
 @dataclass(frozen=True)
+class RouterNginx:
+    """[router.nginx]: the nginx router driver. The live slot's upstream lives in an include file that the driver
+    rewrites (temp file + rename), then tests (`nginx -t`) and reloads; a failed test puts the old include back."""
+
+    include: str = ""  # the include file holding the upstream block, e.g. /etc/nginx/mcms-live.conf
+    nginx: str = "nginx"  # the nginx binary (a name on PATH or a path)
+    prefix: str = ""  # nginx -p PREFIX; empty = nginx's compiled-in prefix
+    conf: str = ""  # nginx -c CONF; empty = nginx's compiled-in configuration file
+    reload: list[str] = field(default_factory=list)  # reload argv; empty = nginx [-p] [-c] -s reload
+    upstream: str = "mcms_live"  # the name of the upstream block the include defines
+    blue: str = ""  # host:port nginx sends blue's traffic to; empty = host and port of [slots] blue
+    green: str = ""  # host:port for green; empty = host and port of [slots] green
+    timeout_s: float = field(default=30.0, metadata={"min": 0.1})  # for nginx -t and the reload
+
+
+@dataclass(frozen=True)
+class Router:
+    nginx: RouterNginx = field(default_factory=RouterNginx)
+
+
+@dataclass(frozen=True)
 class Notify:
     webhook_url: str = ""
     format: str = "generic"  # a name of drivers.notify.FORMATS, checked by preflight
     timeout_s: float = field(default=5.0, metadata={"min": 0.1})
     retries: int = field(default=3, metadata={"min": 0})
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """[monitor.metrics.queries.NAME]: one PromQL query and its threshold (a breach when the value is above
+    `max` or below `min`). `{slot}` and `{env}` in the query are the slot under watch and the environment."""
+
+    query: str = ""
+    max: float = math.inf
+    min: float = -math.inf
+    unit: str = ""  # for the report's chart, e.g. "ms", "ratio", "requests"
+    no_data: str = field(default="fail", metadata=_choice("fail", "pass"))  # an empty result
+
+
+@dataclass(frozen=True)
+class MonitorMetrics:
+    """[monitor.metrics]: a Prometheus-compatible query API (/api/v1/query) evaluated every monitor interval."""
+
+    url: str = ""  # e.g. http://prometheus.corp.example:9090; empty = no metric checks
+    bearer_token: str = ""  # usually "${PROMETHEUS_TOKEN}"; sent as Authorization: Bearer
+    timeout_s: float = field(default=5.0, metadata={"min": 0.1})
+    queries: dict[str, MetricQuery] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,6 +168,7 @@ class Monitor:
     sla_p95_ms: float = field(default=800.0, metadata={"min": 1})
     max_error_rate: float = field(default=0.01, metadata={"min": 0, "max": 1})
     alert_after_failures: int = field(default=2, metadata={"min": 1})
+    metrics: MonitorMetrics = field(default_factory=MonitorMetrics)
 
 
 @dataclass(frozen=True)
@@ -150,6 +194,9 @@ class Browser:
     chrome: str = ""  # browser binary; empty = chromium / chromium-browser / google-chrome on PATH
     chromedriver: str = ""  # driver binary; empty = chromedriver on PATH (never downloaded)
     remote: str = ""  # a Selenium Grid URL (remote WebDriver) instead of a local browser
+    # Extra browser arguments, for local and remote sessions (a Grid node running as root needs --no-sandbox
+    # and the other root-safe flags README "Selenium Grid" lists).
+    args: list[str] = field(default_factory=list)
     page_timeout_s: float = field(default=30.0, metadata={"min": 1})
     window: str = "1280x1024"
 
@@ -220,6 +267,9 @@ class Retention:
 class LabSettings:
     dir: str = ".lab"
     start_timeout_s: float = field(default=15.0, metadata={"min": 0.1})
+    # The Lab's public address: its built-in reverse proxy, or a real nginx (Debian's) in front of the slots;
+    # without an nginx binary the Lab falls back to the built-in router and says so.
+    router: str = field(default="builtin", metadata=_choice("builtin", "nginx"))
 
 
 @dataclass(frozen=True)
@@ -234,6 +284,7 @@ class Environment:
     slots: Slots = field(default_factory=Slots)
     packages: Packages = field(default_factory=Packages)
     drivers: Drivers = field(default_factory=Drivers)
+    router: Router = field(default_factory=Router)
     notify: Notify = field(default_factory=Notify)
     monitor: Monitor = field(default_factory=Monitor)
     axe: Axe = field(default_factory=Axe)
@@ -353,6 +404,7 @@ _SECTION_TYPES: dict[str, type] = {
     "slots": Slots,
     "packages": Packages,
     "drivers": Drivers,
+    "router": Router,
     "notify": Notify,
     "monitor": Monitor,
     "axe": Axe,
@@ -508,6 +560,7 @@ def _check_urls(env: Environment) -> list[ConfigError]:
         "[notify] webhook_url": env.notify.webhook_url,
         "[zap] api_url": env.zap.api_url,
         "[browser] remote": env.browser.remote,
+        "[monitor.metrics] url": env.monitor.metrics.url,
     }
     found: list[ConfigError] = []
     for key, url in urls.items():
@@ -515,6 +568,31 @@ def _check_urls(env: Environment) -> list[ConfigError]:
             found.extend(_url_problems(env, key, url, service=key in service_urls))
     found.extend(_distinct_addresses(str(env.source), service_urls))
     found.extend(_lab_addresses(env))
+    found.extend(_metric_queries(env))
+    return found
+
+
+def _metric_queries(env: Environment) -> list[ConfigError]:
+    src, metrics = str(env.source), env.monitor.metrics
+    found: list[ConfigError] = []
+    if metrics.queries and not metrics.url:
+        found.append(
+            ConfigError(
+                src, "[monitor.metrics] url", "required when queries are set: the query API's address"
+            )
+        )
+    for name, q in metrics.queries.items():
+        label = f"[monitor.metrics.queries.{name}]"
+        if not q.query.strip():
+            found.append(ConfigError(src, f"{label} query", "required: a PromQL expression"))
+        if math.isinf(q.max) and math.isinf(q.min):
+            found.append(
+                ConfigError(src, label, "expected a threshold: max (breach above) and/or min (breach below)")
+            )
+        elif q.min > q.max:
+            found.append(
+                ConfigError(src, label, f"min ({q.min:g}) is above max ({q.max:g}): every value would breach")
+            )
     return found
 
 
@@ -612,6 +690,9 @@ class _Loader:
         return _BAD
 
     def section(self, name: str, cls: type, table: dict[str, Any]) -> Any:
+        """One table; `name` is its dotted TOML name ("monitor.metrics"). A field whose type is a dataclass is
+        a sub-table ([router.nginx]); a dict of dataclasses is a table of named sub-tables
+        ([monitor.metrics.queries.NAME])."""
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
@@ -622,7 +703,30 @@ class _Loader:
             if key not in fields:
                 self.problem(label, f"unknown key (known: {', '.join(fields)})")
                 continue
-            checked = self.value(label, value, hints[key], fields[key].metadata)
+            hint = hints[key]
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                if not isinstance(value, dict):
+                    self.problem(label, f"expected a table [{name}.{key}], got {_type_name(value)}")
+                    continue
+                values[key] = self.section(f"{name}.{key}", hint, value)
+                continue
+            item = typing.get_args(hint)[1] if typing.get_origin(hint) is dict else None
+            if isinstance(item, type) and dataclasses.is_dataclass(item):
+                if not isinstance(value, dict):
+                    self.problem(label, f"expected tables [{name}.{key}.NAME], got {_type_name(value)}")
+                    continue
+                named: dict[str, Any] = {}
+                for sub, sub_table in value.items():
+                    if not isinstance(sub_table, dict):
+                        self.problem(
+                            f"[{name}.{key}] {sub}",
+                            f"expected a table [{name}.{key}.{sub}], got {_type_name(sub_table)}",
+                        )
+                        continue
+                    named[sub] = self.section(f"{name}.{key}.{sub}", item, sub_table)
+                values[key] = named
+                continue
+            checked = self.value(label, value, hint, fields[key].metadata)
             if not _contains_bad(checked):
                 values[key] = checked
         return cls(**values)
