@@ -224,3 +224,63 @@ def test_config_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     error = config_error(tmp_path)
     assert error.key == ""
     assert str(error) == f"{tmp_path}: cannot read the environment file ({reason})"
+
+
+def test_config_reads_nested_tables_and_tables_of_named_tables(tmp_path: Path) -> None:
+    path = write_env(
+        tmp_path,
+        'name = "Stage"\n'
+        '[router.nginx]\ninclude = "/etc/nginx/mcms-live.conf"\nreload = ["systemctl", "reload", "nginx"]\n'
+        "[monitor]\ninterval_s = 2\n"
+        '[monitor.metrics]\nurl = "http://127.0.0.1:9090"\nbearer_token = "${PROM_TOKEN}"\n'
+        "[monitor.metrics.queries.queue]\nquery = 'max(mcms_worker_queue_depth{slot=\"{slot}\"})'\nmax = 50\n"
+        '[monitor.metrics.queries.pool_up]\nquery = "min(mcms_app_pool_up)"\nmin = 1\nno_data = "pass"\n'
+        '[browser]\nargs = ["--no-sandbox"]\n',
+    )
+    env = load_environment(path, environ={"PROM_TOKEN": "prom-token-1234"})
+    assert env.router.nginx.include == "/etc/nginx/mcms-live.conf"
+    assert env.router.nginx.reload == ["systemctl", "reload", "nginx"]
+    assert env.router.nginx.upstream == "mcms_live"  # the default of a key left out
+    assert env.monitor.interval_s == 2.0
+    metrics = env.monitor.metrics
+    assert metrics.url == "http://127.0.0.1:9090"
+    assert metrics.bearer_token == "prom-token-1234"
+    assert "prom-token-1234" in env.secrets
+    assert set(metrics.queries) == {"queue", "pool_up"}
+    assert metrics.queries["queue"].max == 50.0
+    assert metrics.queries["pool_up"].min == 1.0
+    assert metrics.queries["pool_up"].no_data == "pass"
+    assert env.browser.args == ["--no-sandbox"]
+    assert {"router", "monitor", "browser"} <= env.present
+
+
+def test_config_nested_tables_name_their_dotted_key_in_every_problem(tmp_path: Path) -> None:
+    path = write_env(
+        tmp_path,
+        'name = "Stage"\n'
+        '[router.nginx]\ninclud = "/etc/nginx/x.conf"\ntimeout_s = 0\n'
+        '[monitor.metrics.queries.queue]\nmax = "high"\n'
+        '[monitor.metrics.queries.both]\nquery = "up"\nmin = 5\nmax = 1\n'
+        '[monitor.metrics.queries.none]\nquery = "up"\n'
+        "[monitor.metrics.queries.flat]\n"
+        '[lab]\nrouter = "haproxy"\n',
+    )
+    text = str(config_error(path))
+    assert "[router.nginx] includ: unknown key (known: include, nginx," in text
+    assert "[router.nginx] timeout_s: expected a number >= 0.1, got 0.0" in text
+    assert "[monitor.metrics.queries.queue] max: expected a number, got a string 'high'" in text
+    assert "[monitor.metrics.queries.queue] query: required: a PromQL expression" in text
+    assert "[monitor.metrics.queries.both]: min (5) is above max (1)" in text
+    assert "[monitor.metrics.queries.none]: expected a threshold" in text
+    assert "[monitor.metrics] url: required when queries are set" in text
+    assert "[lab] router: expected one of 'builtin', 'nginx', got 'haproxy'" in text
+
+
+def test_config_a_nested_key_that_is_not_a_table_is_named(tmp_path: Path) -> None:
+    path = write_env(tmp_path, 'name = "Stage"\n[router]\nnginx = "yes"\n[monitor.metrics]\nqueries = 3\n')
+    text = str(config_error(path))
+    assert "[router] nginx: expected a table [router.nginx], got a string" in text
+    assert (
+        "[monitor.metrics] queries: expected tables [monitor.metrics.queries.NAME], got a whole number"
+        in text
+    )
