@@ -586,6 +586,29 @@ def fill_template(verb: str, template: Sequence[str], values: Mapping[str, str])
     return [_TOKEN.sub(replace, part) for part in template]
 
 
+_SCRIPT_HOSTS = {"powershell", "pwsh"}  # -File SCRIPT
+_INTERPRETERS = {"sh", "bash", "python", "python3", "py"}  # SCRIPT as the first argument
+
+
+def script_argument(template: Sequence[str]) -> tuple[int, str] | None:
+    """The script file an interpreter in `template` will run, with its index: the item after `-File` for
+    powershell / pwsh, the first argument of sh, bash and python when it is not an option. None when there is
+    none, or when it holds a placeholder (filled in only at run time)."""
+    if not template:
+        return None
+    name = Path(template[0].replace("\\", "/")).name.lower().removesuffix(".exe")
+    index: int | None = None
+    if name in _SCRIPT_HOSTS:
+        index = next(
+            (i + 1 for i, arg in enumerate(template[1:-1], start=1) if arg.lower() in ("-file", "-f")), None
+        )
+    elif name in _INTERPRETERS or re.fullmatch(r"python3\.\d+", name):
+        index = 1 if len(template) > 1 and not template[1].startswith("-") else None
+    if index is None or index >= len(template) or "{" in template[index]:
+        return None
+    return index, template[index]
+
+
 def missing_programs(
     table: Mapping[str, Sequence[str]],
     verbs: Iterable[str],
@@ -594,20 +617,36 @@ def missing_programs(
     source: str,
     environ: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """For each of `verbs` configured in `table`: a problem when its program (argv[0]) cannot be found.
+    """For each of `verbs` configured in `table`: a problem when its program (argv[0]) cannot be found, or the
+    script an interpreter runs (`powershell -File X`, `sh X`, `python X`) is not there.
 
     As the run will look: a bare name on PATH, a path relative to `root` (the directory the commands run in,
-    the project root). Templates with problems of their own are left to `validate_templates`.
+    the project root). Templates with problems of their own are left to `validate_templates`. A program missing
+    for several verbs is one problem naming them all: one thing to install, one line.
     """
-    problems = []
+    missing: dict[str, tuple[list[str], CommandMissing]] = {}
+    problems: list[str] = []
     for verb in dict.fromkeys(verbs):
         template = table.get(verb)
         if not template or template_problems(verb, template):
             continue
         try:
-            resolve_program(
-                template[0], cwd=root, environ=environ, what=f"{source}: [drivers.command] {verb}[0]"
-            )
+            resolve_program(template[0], cwd=root, environ=environ, what="")
         except CommandMissing as exc:
-            problems.append(str(exc))
-    return problems
+            missing.setdefault(template[0], ([], exc))[0].append(verb)
+        script = script_argument(template)
+        if script is not None:
+            index, value = script
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else root / path
+            if not path.is_file():
+                seen = "it is a folder" if path.is_dir() else "no such file"
+                problems.append(
+                    f"{source}: [drivers.command] {verb}[{index}]: {value}: the script {template[0]} would run "
+                    f"is not there ({seen}, looked in {path})"
+                )
+    programs = [
+        f"{source}: [drivers.command] {', '.join(f'{v}[0]' for v in verbs_missing)}{exc}"
+        for verbs_missing, exc in missing.values()
+    ]
+    return programs + problems

@@ -438,7 +438,38 @@ def test_missing_programs_before_anything_runs(tmp_path: Path) -> None:
         f"Stage.toml: [drivers.command] stop_site[0]: powershell not found on PATH (searched PATH: {empty}); "
         'Windows PowerShell comes with Windows; elsewhere install PowerShell 7 (https://aka.ms/powershell) and write "pwsh"',
         f"Stage.toml: [drivers.command] start_site[0]: scripts/start.sh ({tmp_path / 'scripts' / 'start.sh'}): no such file",
+        "Stage.toml: [drivers.command] stop_site[3]: scripts/deploy/Stop-Site.ps1: the script powershell would run "
+        f"is not there (no such file, looked in {tmp_path / 'scripts' / 'deploy' / 'Stop-Site.ps1'})",
+        f"Stage.toml: [drivers.command] switch[1]: switch.py: the script {sys.executable} would run is not there "
+        f"(no such file, looked in {tmp_path / 'switch.py'})",
     ]
+
+
+def test_missing_programs_names_a_program_missing_for_several_verbs_once(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    scripts = tmp_path / "scripts" / "iis"
+    scripts.mkdir(parents=True)
+    for name in ("Stop-McmsSite.ps1", "Start-McmsSite.ps1"):
+        (scripts / name).write_text("param()\n", encoding="utf-8")
+    ps = ["powershell.exe", "-NoProfile", "-ExecutionPolicy", "Bypass", "-File"]
+    table = {
+        "stop_site": [*ps, "scripts/iis/Stop-McmsSite.ps1", "-Slot", "{slot}"],
+        "start_site": [*ps, "scripts/iis/Start-McmsSite.ps1", "-Slot", "{slot}"],
+        "deploy": [*ps, "scripts/iis/Deploy-McmsPackage.ps1", "-Package", "{package}"],
+        "switch": [*ps, "{slot}.ps1"],  # a placeholder: known only at run time, not checked
+    }
+    problems = missing_programs(
+        table, list(table), root=tmp_path, source="Stage.toml", environ={"PATH": str(empty)}
+    )
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(
+        "Stage.toml: [drivers.command] stop_site[0], start_site[0], deploy[0], switch[0]: powershell.exe not found on PATH"
+    )
+    assert problems[1] == (
+        "Stage.toml: [drivers.command] deploy[5]: scripts/iis/Deploy-McmsPackage.ps1: the script powershell.exe would "
+        f"run is not there (no such file, looked in {scripts / 'Deploy-McmsPackage.ps1'})"
+    )
 
 
 # --- PRE's tool checks ---------------------------------------------------------------------------------------
