@@ -5,6 +5,15 @@ chromedriver, both found on disk (`[browser] chrome` / `chromedriver`, then RUNB
 RUNBOOK_CHROMEDRIVER, then PATH and the usual install places) so that Selenium Manager never runs and nothing is
 downloaded; `remote` drives a browser on a Selenium Grid (`--selenium-remote URL` or `[browser] remote`).
 
+Both get the same capabilities: headless, `[browser] window`, the scope flags below and the other built-in
+flags (BROWSER_ARGS), then `[browser] args` after them (checked by `check_browser_args`: flags only, none of
+the runbook's own). A local session adds `--no-sandbox` itself when it runs as root on Linux; a remote one
+cannot know who runs the node's Chromium, so a node that runs it as root needs `--no-sandbox` in `[browser]
+args` (ROOT_SAFE_ARGS lists the flags to give), and a start that fails the way a sandbox refused by root fails
+("Chrome instance exited") says so. `[browser] chrome` / `chromedriver` are paths on this machine and are not
+sent to a Grid: where Chromium is on a node is the node's own configuration (its stereotype's
+`goog:chromeOptions.binary`, which a Selenium 4 node puts in every session it starts, over the client's).
+
 A local session runs headless on a fresh profile directory that `quit()` removes, also after a failed start;
 the session is a context manager so that a caller cannot forget it. Plain Python, no pytest: the fixture turns
 `BrowserUnavailable` into a "tool missing" skip (which the gate turns into a failure) and any other
@@ -60,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "ROOT_SAFE_ARGS",
     "BlockedRequest",
     "BrowserSession",
     "BrowserToolCheck",
@@ -70,6 +80,8 @@ __all__ = [
     "RemoteBrowser",
     "ScopeGuard",
     "browser_session",
+    "check_browser_args",
+    "check_browser_settings",
     "check_browser_tools",
     "find_chrome",
     "find_chromedriver",
@@ -110,6 +122,68 @@ BROWSER_ARGS = (
     # The probes go direct (drivers.probe); the browser must see the same service, not a proxy's view of it.
     "--no-proxy-server",
 )
+
+
+# What a Grid node that runs Chromium as root needs in [browser] args (README "Selenium Grid"): the sandbox
+# refuses root, and the rest keep a headless node from crashing on a small /dev/shm or calling home.
+ROOT_SAFE_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+# Flags that [browser] args may not give: the runbook sets them itself, and a later copy would win.
+_RESERVED_ARGS = {
+    "--host-resolver-rules": "the scope block of [scope] allowed_hosts",
+    "--webrtc-ip-handling-policy": "the scope block of [scope] allowed_hosts",
+    "--proxy-server": "direct connections, as the probes make them",
+    "--proxy-pac-url": "direct connections, as the probes make them",
+    "--proxy-auto-detect": "direct connections, as the probes make them",
+    "--user-data-dir": "the fresh profile it creates and removes",
+    "--remote-debugging-port": "chromedriver's connection to the browser",
+    "--remote-debugging-pipe": "chromedriver's connection to the browser",
+    "--window-size": "[browser] window",
+}
+
+
+def check_browser_args(args: Iterable[object]) -> list[str]:
+    """The problems of [browser] args, in words: each must be one browser flag, and none of the runbook's own."""
+    problems = []
+    for i, arg in enumerate(args):
+        where = f"[browser] args[{i}] = {quoted(arg)}"
+        if not isinstance(arg, str) or not arg.startswith("--") or len(arg) < 3 or arg != arg.strip():
+            problems.append(
+                f'{where}: not a browser flag (give each flag as its own string beginning with "--", such as '
+                '"--no-sandbox"); the browser would open anything else as a page'
+            )
+            continue
+        name = arg.partition("=")[0].lower()
+        if name in _RESERVED_ARGS:
+            problems.append(
+                f"{where}: the runbook sets {name} itself ({_RESERVED_ARGS[name]}); leave it out of [browser] args"
+            )
+    return problems
+
+
+def check_browser_settings(settings: Browser, remote_url: str = "") -> list[str]:
+    """Preflight's look at [browser] (and the Grid's address): the window, the args, the URL. No tool is run."""
+    problems = []
+    try:
+        parse_window(settings.window)
+    except DriverError as exc:
+        problems.append(str(exc))
+    problems += check_browser_args(settings.args)
+    if remote_url:
+        try:
+            _check_grid_url(remote_url)
+        except DriverError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 class BrowserUnavailable(DriverError):
@@ -364,11 +438,17 @@ class BrowserSession(ABC):
         environ: Mapping[str, str] | None = None,
         *,
         allowed_hosts: Iterable[str] | None = None,
+        source: str = "",
     ) -> None:
         self.settings = settings
         self.remote_url = remote_url
         self.environ = os.environ if environ is None else environ
+        # The environment file, for the operator's messages ("add ... to [browser] args in <source>").
+        self.source = source or "the environment file"
         self.window = parse_window(settings.window)
+        problems = check_browser_args(settings.args)
+        if problems:
+            raise DriverError("; ".join(problems))
         self.scope = ScopeGuard(allowed_hosts) if allowed_hosts is not None else None
         self.on_blocked: BlockedListener | None = None
         self.blocked: list[BlockedRequest] = []  # every off-scope request of the session, in order
@@ -377,6 +457,8 @@ class BrowserSession(ABC):
         self.info: dict[str, Any] = {"backend": self.backend}
         if self.scope is not None:
             self.info["allowed_hosts"] = list(self.scope.hosts)
+        if settings.args:
+            self.info["args"] = list(settings.args)
 
     # --- life cycle ---------------------------------------------------------------------------------
     def start(self) -> ActionResult:
@@ -586,6 +668,12 @@ class BrowserSession(ABC):
             options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
         return options
 
+    def _add_configured_args(self, options: ChromeOptions) -> None:
+        """[browser] args, after every flag of the runbook's own (a backend calls it last)."""
+        for arg in self.settings.args:
+            if arg not in options.arguments:
+                options.add_argument(arg)
+
 
 BACKENDS: Registry[BrowserSession] = Registry("browser backend")
 
@@ -603,8 +691,9 @@ class LocalChromium(BrowserSession):
         environ: Mapping[str, str] | None = None,
         *,
         allowed_hosts: Iterable[str] | None = None,
+        source: str = "",
     ) -> None:
-        super().__init__(settings, remote_url, environ, allowed_hosts=allowed_hosts)
+        super().__init__(settings, remote_url, environ, allowed_hosts=allowed_hosts, source=source)
         self.chrome: Path | None = None
         self.chromedriver: Path | None = None
         self.profile_dir: Path | None = None
@@ -630,6 +719,7 @@ class LocalChromium(BrowserSession):
         options.add_argument(f"--user-data-dir={self.profile_dir}")
         if _needs_no_sandbox():
             options.add_argument("--no-sandbox")
+        self._add_configured_args(options)
         self.info |= {
             "binary": str(self.chrome),
             "driver": str(self.chromedriver),
@@ -719,9 +809,10 @@ class RemoteBrowser(BrowserSession):
         environ: Mapping[str, str] | None = None,
         *,
         allowed_hosts: Iterable[str] | None = None,
+        source: str = "",
     ) -> None:
         _check_grid_url(remote_url)
-        super().__init__(settings, remote_url, environ, allowed_hosts=allowed_hosts)
+        super().__init__(settings, remote_url, environ, allowed_hosts=allowed_hosts, source=source)
 
     @property
     def target(self) -> str:
@@ -733,9 +824,44 @@ class RemoteBrowser(BrowserSession):
         from selenium.webdriver.common.proxy import Proxy, ProxyType
         from selenium.webdriver.remote.client_config import ClientConfig
 
+        # [browser] chrome is a path on this machine: the node knows where its own Chromium is (its stereotype's
+        # goog:chromeOptions.binary, which the node puts over the client's anyway).
+        self._add_configured_args(options)
         # Direct to the Grid, like every probe: the Grid is on the internal network, not behind HTTP_PROXY.
         config = ClientConfig(self.remote_url, proxy=Proxy({"proxyType": ProxyType.DIRECT}))
-        return webdriver.Remote(command_executor=self.remote_url, options=options, client_config=config)
+        try:
+            return webdriver.Remote(command_executor=self.remote_url, options=options, client_config=config)
+        except Exception as exc:
+            hint = self._start_hint(str(getattr(exc, "msg", None) or exc))
+            if hint is None:
+                raise
+            raise DriverError(
+                f"{self.target}: the browser did not start: {_first_line(exc).rstrip('.')}; {hint}"
+            ) from exc
+
+    def _start_hint(self, error: str) -> str | None:
+        """What the operator can do when the node's Chromium exited at once: as root, it refuses its sandbox."""
+        if not _CHROME_EXITED_RE.search(error):
+            return None
+        if "--no-sandbox" not in self.settings.args:
+            flags = ", ".join(quoted(a) for a in ROOT_SAFE_ARGS)
+            return (
+                "the Grid's node started Chromium and it exited at once, which is what Chromium does when the node "
+                "runs it as root without --no-sandbox: add the root-safe flags to [browser] args in "
+                f"{self.source} (args = [{flags}]), or run the node as a user other than root"
+            )
+        return (
+            "the Grid's node started Chromium and it exited at once although [browser] args has --no-sandbox; "
+            "the node's log says why (start the Grid with --log-level FINE), and the node's chromedriver must "
+            "be of the browser's major version"
+        )
+
+
+# chromedriver's words for a browser that died while starting (a sandbox refused as root, a missing library).
+_CHROME_EXITED_RE = re.compile(
+    r"chrome instance exited|devtoolsactiveport file doesn't exist|chrome failed to start|chrome (?:has )?crashed",
+    re.IGNORECASE,
+)
 
 
 def _needs_no_sandbox() -> bool:
@@ -749,6 +875,12 @@ def _check_grid_url(remote_url: str) -> None:
         raise DriverError(
             f"--selenium-remote / [browser] remote: expected an http(s) URL of a Selenium Grid, got {quoted(remote_url)}"
         )
+    if parts.username is not None or parts.password is not None:
+        # The Grid's address is written to the journal and the report: it must carry no secret.
+        raise DriverError(
+            "--selenium-remote / [browser] remote: give the Grid's address without user:password@ (it is written "
+            "to the evidence)"
+        )
 
 
 def browser_session(
@@ -757,13 +889,15 @@ def browser_session(
     environ: Mapping[str, str] | None = None,
     *,
     allowed_hosts: Iterable[str] | None = None,
+    source: str = "",
 ) -> BrowserSession:
     """The session for this run: remote when a Grid URL is given, else the local browser.
 
-    `allowed_hosts`: the hosts the browser may reach ([scope] allowed_hosts); None = unconfined.
+    `allowed_hosts`: the hosts the browser may reach ([scope] allowed_hosts); None = unconfined. `source`: the
+    environment file, named in the operator's messages.
     """
     backend = BACKENDS.get("remote" if remote_url else "local")
-    return backend(settings, remote_url, environ, allowed_hosts=allowed_hosts)
+    return backend(settings, remote_url, environ, allowed_hosts=allowed_hosts, source=source)
 
 
 # --- PRE: are the tools there? -------------------------------------------------------------------------
@@ -786,6 +920,7 @@ class BrowserToolCheck:
     driver: str = ""
     driver_version: str = ""
     duration_s: float = 0.0
+    answered: bool = False  # remote: the Grid answered /status (whatever it said)
 
     @property
     def ok(self) -> bool:
@@ -921,6 +1056,7 @@ def _check_grid(check: BrowserToolCheck, remote_url: str) -> None:
             f"Selenium Grid {remote_url} does not answer ({status_url}: {getattr(reason, 'strerror', None) or reason}); {fix}"
         )
         return
+    check.answered = True
     try:
         value = json.loads(body)["value"]
         ready, message = value["ready"], str(value.get("message") or "")
@@ -935,3 +1071,37 @@ def _check_grid(check: BrowserToolCheck, remote_url: str) -> None:
             f"Selenium Grid {remote_url} is not ready{said}: no node can take a Chrome session now; wait for a "
             "node with Chrome to register, or start one"
         )
+        return
+    _check_grid_nodes(check, remote_url, value.get("nodes") if isinstance(value, dict) else None)
+
+
+def _check_grid_nodes(check: BrowserToolCheck, remote_url: str, nodes: object) -> None:
+    """A ready Grid must also have a Chrome slot on a node that is up: a request for Chrome on a Grid without
+    one would wait in its queue until the Grid's session request timeout (5 minutes by default)."""
+    if not isinstance(nodes, list):
+        return  # a Grid 3 hub or a stand-in that lists no nodes: ready is all it says
+    offered: set[str] = set()
+    chrome_versions: set[str] = set()
+    for node in nodes:
+        if not isinstance(node, dict) or str(node.get("availability", "UP")).upper() != "UP":
+            continue
+        for slot in node.get("slots") or []:
+            stereotype = slot.get("stereotype") if isinstance(slot, dict) else None
+            if not isinstance(stereotype, dict):
+                continue
+            name = str(stereotype.get("browserName") or "")
+            offered.add(name)
+            if name.lower() in ("chrome", "chromium"):
+                chrome_versions.add(str(stereotype.get("browserVersion") or ""))
+    if chrome_versions:
+        check.browser_version = ", ".join(sorted(v for v in chrome_versions if v))
+        return
+    has = (
+        f"its nodes that are up offer {', '.join(sorted(n for n in offered if n))}"
+        if offered
+        else "no node is up"
+    )
+    check.problems.append(
+        f"Selenium Grid {remote_url} is ready but {has}: the browser rows need a node with Chrome or Chromium "
+        "(browserName chrome); start one, or point --selenium-remote / [browser] remote at a Grid that has one"
+    )

@@ -158,6 +158,9 @@ class MonitorMetrics:
     url: str = ""  # e.g. http://prometheus.corp.example:9090; empty = no metric checks
     bearer_token: str = ""  # usually "${PROMETHEUS_TOKEN}"; sent as Authorization: Bearer
     timeout_s: float = field(default=5.0, metadata={"min": 0.1})
+    # "No data" in the first seconds after the switch is not yet a failure (Prometheus discovers and scrapes the
+    # slot, a rate() window fills); a value out of threshold or a failed query counts from the first evaluation.
+    no_data_grace_s: float = field(default=0.0, metadata={"min": 0})
     queries: dict[str, MetricQuery] = field(default_factory=dict)
 
 
@@ -316,9 +319,30 @@ class Environment:
         return self.kind == "lab"
 
     def with_lab_endpoints(
-        self, base_url: str, slots: Mapping[str, str], webhook_url: str, packages_dir: Path
+        self,
+        base_url: str,
+        slots: Mapping[str, str],
+        webhook_url: str,
+        packages_dir: Path,
+        *,
+        router: str | None = None,
+        nginx: Mapping[str, Any] | None = None,
     ) -> Environment:
-        """The same environment with the addresses the embedded Lab chose at start."""
+        """The same environment with the addresses the embedded Lab chose at start.
+
+        `router` is what serves the Lab's public address ("builtin" or "nginx"; None without a router). Behind
+        nginx, `nginx` holds the [router.nginx] keys of the Lab's nginx (include, nginx, prefix, conf, upstream,
+        blue, green), filled in here. In the Lab the router driver follows what serves the public address: behind
+        the built-in router (the Lab fell back to it: no nginx binary) a file that says [drivers] router =
+        "nginx" is driven by the "lab" router driver, and behind nginx (a kept Lab) "lab" becomes "nginx".
+        """
+        drivers, routers = self.drivers, self.router
+        if nginx is not None:
+            routers = dataclasses.replace(self.router, nginx=dataclasses.replace(self.router.nginx, **nginx))
+        if router == "builtin" and self.drivers.router == "nginx":
+            drivers = dataclasses.replace(self.drivers, router="lab")
+        elif router == "nginx" and self.drivers.router == "lab":
+            drivers = dataclasses.replace(self.drivers, router="nginx")
         return dataclasses.replace(
             self,
             service=dataclasses.replace(self.service, base_url=base_url),
@@ -329,6 +353,8 @@ class Environment:
             ),
             notify=dataclasses.replace(self.notify, webhook_url=webhook_url),
             packages=dataclasses.replace(self.packages, dir=str(packages_dir)),
+            drivers=drivers,
+            router=routers,
         )
 
     def redact(self, text: str) -> str:
@@ -340,7 +366,7 @@ class Environment:
         if flow in phases.CHANGING_FLOWS:
             used |= {"packages", "drivers", "notify"}
         if flow == phases.BLUEGREEN:
-            used |= {"slots", "monitor", "approval"}
+            used |= {"slots", "monitor", "approval", "router"}
         used |= {s for row in rows for s in (*phases.BY_ID[row].sections, *phases.BY_ID[row].extra_sections)}
         if "DR-AXE" in rows and self.axe.login:
             used.add("e2e")  # the login for pages behind it comes from [e2e] username / password

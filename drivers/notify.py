@@ -1,8 +1,18 @@
 """Notify verb: the deploy-notification webhook (playbook notify-deploy.ps1).
 
 Outbox first: every notification is appended to notifications.jsonl (state "queued") before it is sent, then
-its delivery is appended (state "delivered" or "failed"). A delivery failure is returned, never raised: a
-rollback must not stop because Teams is down.
+its delivery is appended (state "delivered" or "failed"); with a mirror (a remote environment's
+<timeline_dir>/notifications/<env>.jsonl, playbook §3.2) every line goes there too. A delivery failure is
+returned, never raised: a rollback must not stop because Teams is down.
+
+Formats (`[notify] format`): `teams-workflow` (a Teams Workflows webhook: a message carrying an Adaptive Card
+1.4), `teams` (the legacy Office 365 connector MessageCard), `slack` (text + Block Kit blocks) and `generic`
+(the notification as plain JSON). Each renders the same facts.
+
+Retries: a connection failure or a 5xx/429 answer is retried (`retries` times, exponential backoff). A 429 or
+503 with `Retry-After` (seconds or an HTTP-date) waits what the webhook asked, up to `retry_after_cap_s`; a
+webhook that asks for longer is not retried early: the delivery fails, says so, and stays queued for
+`python -m plugins.notify resend BUNDLE`. Each wait is recorded in the delivery (`retry_after`).
 """
 
 from __future__ import annotations
@@ -15,16 +25,40 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from email.message import Message
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from drivers.base import Registry, quoted
+from drivers.base import Registry, plain_error, quoted
 
-EVENT_TYPES = ("RolledBack", "Deployed", "Approved", "Alert")
-_COLOURS = {"RolledBack": "D83B01", "Deployed": "107C10", "Approved": "0078D4", "Alert": "A4262C"}
+EVENT_TYPES = ("RolledBack", "Deployed", "Approved", "Switched", "Failed", "Alert")
+_COLOURS = {
+    "RolledBack": "D83B01",
+    "Deployed": "107C10",
+    "Approved": "0078D4",
+    "Switched": "008272",
+    "Failed": "A4262C",
+    "Alert": "A4262C",
+}
+# Adaptive Card TextBlock colours (the card's own palette, not hex).
+_CARD_COLOURS = {
+    "RolledBack": "Warning",
+    "Deployed": "Good",
+    "Approved": "Accent",
+    "Switched": "Accent",
+    "Failed": "Attention",
+    "Alert": "Attention",
+}
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+ADAPTIVE_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+ADAPTIVE_VERSION = "1.4"  # what Teams Workflows' "post card in a chat or channel" renders
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+SLACK_FIELDS_PER_SECTION = 10  # Block Kit: at most 10 fields in a section
+SLACK_HEADER_MAX = 150  # Block Kit: a header's plain_text
 
 
 @dataclass
@@ -35,6 +69,10 @@ class Notification:
     summary: str
     facts: dict[str, str]
     created: str
+
+    @property
+    def title(self) -> str:
+        return f"MCMS {self.event_type}: {self.environment}"
 
 
 @dataclass
@@ -47,6 +85,8 @@ class Delivery:
     error: str | None
     duration_s: float
     target: str
+    # One entry per answer that carried Retry-After: attempt, status, asked_s, waited_s, capped.
+    retry_after: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def delivered(self) -> bool:
@@ -71,14 +111,14 @@ class GenericFormat(PayloadFormat):
 
 @FORMATS.register("teams")
 class TeamsFormat(PayloadFormat):
-    # Office 365 connector MessageCard: what Teams incoming webhooks accept.
+    # Office 365 connector MessageCard: what the legacy Teams incoming webhooks (connectors) accept.
     def body(self, note: Notification) -> dict[str, Any]:
         return {
             "@type": "MessageCard",
             "@context": "http://schema.org/extensions",
             "themeColor": _COLOURS.get(note.event_type, "605E5C"),
             "summary": note.summary,
-            "title": f"MCMS {note.event_type}: {note.environment}",
+            "title": note.title,
             "sections": [
                 {
                     "activityTitle": note.summary,
@@ -88,15 +128,99 @@ class TeamsFormat(PayloadFormat):
         }
 
 
+@FORMATS.register("teams-workflow")
+class TeamsWorkflowFormat(PayloadFormat):
+    """A Teams Workflows webhook ("When a Teams webhook request is received" + post card): a message whose one
+    attachment is an Adaptive Card. Workflows accept Adaptive Cards only, never the MessageCard."""
+
+    def body(self, note: Notification) -> dict[str, Any]:
+        card = {
+            "$schema": ADAPTIVE_SCHEMA,
+            "type": "AdaptiveCard",
+            "version": ADAPTIVE_VERSION,
+            "fallbackText": f"{note.title}: {note.summary}",
+            "msteams": {"width": "Full"},
+            "body": [
+                {
+                    "type": "TextBlock",
+                    "text": note.title,
+                    "size": "Large",
+                    "weight": "Bolder",
+                    "color": _CARD_COLOURS.get(note.event_type, "Default"),
+                    "wrap": True,
+                },
+                {"type": "TextBlock", "text": note.summary, "wrap": True},
+                {
+                    "type": "FactSet",
+                    "facts": [{"title": k, "value": v} for k, v in note.facts.items()],
+                },
+                {
+                    "type": "TextBlock",
+                    "text": f"Sent {note.created} by the MCMS DR runbook (notification {note.id})",
+                    "isSubtle": True,
+                    "size": "Small",
+                    "wrap": True,
+                },
+            ],
+        }
+        return {
+            "type": "message",
+            "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}],
+        }
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn reserves &, < and > (links and mentions); everything else is shown as written.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 @FORMATS.register("slack")
 class SlackFormat(PayloadFormat):
+    """A Slack incoming webhook: `text` (the notification and fallback) and Block Kit `blocks`."""
+
     def body(self, note: Notification) -> dict[str, Any]:
         lines = "\n".join(f"*{k}*: {v}" for k, v in note.facts.items())
-        return {"text": f"MCMS {note.event_type} ({note.environment}): {note.summary}\n{lines}"}
+        header = (
+            note.title if len(note.title) <= SLACK_HEADER_MAX else note.title[: SLACK_HEADER_MAX - 1] + "…"
+        )
+        fields = [
+            {"type": "mrkdwn", "text": f"*{_slack_escape(k)}*\n{_slack_escape(v)}"}
+            for k, v in note.facts.items()
+        ]
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": header}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(note.summary)}},
+        ]
+        for start in range(0, len(fields), SLACK_FIELDS_PER_SECTION):
+            blocks.append({"type": "section", "fields": fields[start : start + SLACK_FIELDS_PER_SECTION]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{note.created} · {note.id}"}]}
+        )
+        return {
+            "text": _slack_escape(f"MCMS {note.event_type} ({note.environment}): {note.summary}\n{lines}"),
+            "blocks": blocks,
+        }
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds to wait: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None if absent or
+    unreadable (the usual backoff applies then)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class Notifier:
-    """Queues each notification in the outbox, then sends it with bounded retries."""
+    """Queues each notification in the outbox (and its mirror), then sends it with bounded retries."""
 
     def __init__(
         self,
@@ -107,15 +231,21 @@ class Notifier:
         timeout_s: float = 5.0,
         retries: int = 3,
         backoff_s: float = 0.1,
+        retry_after_cap_s: float = 15.0,
         redact: Callable[[str], str] = lambda s: s,
+        mirror: Path | None = None,
     ) -> None:
         self.webhook_url = webhook_url
+        self.format_name = payload_format
         self.format = FORMATS.get(payload_format)()
         self.outbox = outbox
+        self.mirror = mirror
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.retry_after_cap_s = retry_after_cap_s
         self.redact = redact
+        self.mirror_error: str | None = None  # why the mirror could not be written, once
         self._lock = threading.Lock()
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -145,7 +275,7 @@ class Notifier:
         except urllib.error.HTTPError as exc:
             status, detail = exc.code, f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
-            status, detail = -1, self.redact(str(getattr(exc, "reason", exc)))
+            status, detail = -1, self.redact(_reason(exc))
         return status, round((time.perf_counter() - start) * 1000, 2), detail
 
     def send(self, event_type: str, environment: str, summary: str, facts: Mapping[str, object]) -> Delivery:
@@ -161,22 +291,25 @@ class Notifier:
             facts={k: self.redact(str(v)) for k, v in facts.items()},
             created=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
-        body = self.format.body(note)
-        self._outbox({"state": "queued", "target": self.target, **asdict(note)})
-        delivery = self._deliver(note, body)
-        self._outbox({"state": delivery.delivery, **asdict(delivery)})
+        self.record({"state": "queued", "target": self.target, **asdict(note)})
+        delivery = self.deliver(note)
+        self.record({"state": delivery.delivery, **asdict(delivery)})
         return delivery
 
-    def _deliver(self, note: Notification, body: dict[str, Any]) -> Delivery:
-        data = json.dumps(body).encode("utf-8")
+    def deliver(self, note: Notification) -> Delivery:
+        """POST one notification in this notifier's format, with the bounded retries; nothing is recorded."""
+        data = json.dumps(self.format.body(note)).encode("utf-8")
         start = time.perf_counter()
         status: int | None = None
         error: str | None = "no webhook_url configured"
         attempts = 0
+        waits: list[dict[str, Any]] = []
+        pause = 0.0
         while self.webhook_url and attempts <= self.retries:
             if attempts:
-                time.sleep(self.backoff_s * 2 ** (attempts - 1))
+                time.sleep(pause)
             attempts += 1
+            pause = self.backoff_s * 2 ** (attempts - 1)
             request = urllib.request.Request(
                 self.webhook_url, data=data, method="POST", headers={"Content-Type": "application/json"}
             )
@@ -187,8 +320,25 @@ class Notifier:
                 status, error = exc.code, f"HTTP {exc.code}"
                 if exc.code < 500 and exc.code != 429:
                     break  # the webhook refused this message; resending it will not help
+                if exc.code in RETRY_AFTER_STATUSES:
+                    asked = retry_after_seconds(_header(exc.headers, "Retry-After"))
+                    if asked is not None:
+                        capped = asked > self.retry_after_cap_s
+                        last = attempts > self.retries
+                        wait = 0.0 if capped or last else asked
+                        waits.append({"attempt": attempts, "status": exc.code, "asked_s": round(asked, 3),
+                                      "waited_s": round(wait, 3), "capped": capped,
+                                      "cap_s": self.retry_after_cap_s})  # fmt: skip
+                        if capped:
+                            error = (
+                                f"HTTP {exc.code}: the webhook asked to wait {asked:.0f} s before retrying "
+                                f"(Retry-After), more than the cap of {self.retry_after_cap_s:g} s; not retried "
+                                "early, the notification stays queued for a resend"
+                            )
+                            break
+                        pause = wait
             except (urllib.error.URLError, OSError) as exc:
-                status, error = None, self.redact(str(getattr(exc, "reason", exc)))
+                status, error = None, self.redact(_reason(exc))
             if error is None:
                 break
         return Delivery(
@@ -200,9 +350,12 @@ class Notifier:
             error=error,
             duration_s=round(time.perf_counter() - start, 4),
             target=self.target,
+            retry_after=waits,
         )
 
-    def _outbox(self, record: dict[str, Any]) -> None:
+    def record(self, record: Mapping[str, Any]) -> None:
+        """Append one line to the outbox (fsynced) and to the mirror (flushed). A mirror that cannot be written
+        is remembered in `mirror_error`, never raised: the outbox in the bundle is the record that counts."""
         line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
         with self._lock:
             self.outbox.parent.mkdir(parents=True, exist_ok=True)
@@ -210,3 +363,24 @@ class Notifier:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if self.mirror is not None:
+                try:
+                    self.mirror.parent.mkdir(parents=True, exist_ok=True)
+                    with self.mirror.open("a", encoding="utf-8") as fh:
+                        fh.write(line)
+                        fh.flush()
+                except OSError as exc:
+                    self.mirror_error = self.mirror_error or f"{self.mirror}: {exc.strerror or exc}"
+
+
+def _header(headers: Message | Mapping[str, str] | None, name: str) -> str | None:
+    if headers is None:
+        return None
+    value = headers.get(name)
+    return str(value) if value is not None else None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in the OS's words ("Connection refused"), never "[Errno 111] ..."."""
+    reason = getattr(exc, "reason", exc)
+    return plain_error(reason) if isinstance(reason, BaseException) else str(reason)

@@ -1,18 +1,23 @@
 """Router verb: which slot the public address serves, and the switch between blue and green (playbook BG-4).
 
 Backends: `lab` (the embedded Lab's reverse proxy, switched through its control API) and `command` (argv
-templates, e.g. an IIS ARR or DNS script: `switch` with {slot}, `active` printing the live slot). nginx is
-added by its own issue.
+templates, e.g. an IIS ARR or DNS script: `switch` with {slot}, `active` printing the live slot) and `nginx`
+(the live slot's upstream in an include file, written atomically, `nginx -t`, reload, confirmed by the new
+workers: drivers/nginx.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import ActionResult, DriverError, Registry, timed
 from drivers.config import Environment
+
+if TYPE_CHECKING:
+    from drivers.nginx import Nginx
 
 SLOTS = ("blue", "green")
 
@@ -54,6 +59,11 @@ class RouterDriver(ABC):
     @abstractmethod
     def _switch(self, to: str) -> dict[str, Any]:
         """Do the switch; return what the router said, for the journal."""
+
+    def check(self) -> dict[str, Any]:
+        """PRE, read-only: whether the router could switch now (nginx: `nginx -t`); what it found, for the
+        journal; DriverError when it could not. Empty for a router with nothing to check beyond `active()`."""
+        return {}
 
 
 ROUTER_DRIVERS: Registry[RouterDriver] = Registry("router driver")
@@ -110,6 +120,33 @@ class CommandRouterDriver(RouterDriver):
 
     def _switch(self, to: str) -> dict[str, Any]:
         return {"output": self._run("switch", to)[-500:]}
+
+
+@ROUTER_DRIVERS.register("nginx")
+class NginxRouterDriver(RouterDriver):
+    """[router.nginx]: the include file holds the live slot's upstream; see drivers/nginx.py for the switch."""
+
+    def __init__(self, env: Environment, context: Mapping[str, Any]) -> None:
+        super().__init__(env, context)
+        self._nginx: Nginx | None = None
+
+    def nginx(self) -> Nginx:
+        """[router.nginx] resolved once (the project root is the context's "root"); DriverError naming the keys."""
+        if self._nginx is None:
+            from drivers.nginx import Nginx, nginx_settings
+
+            root = Path(self.context.get("root") or Path.cwd())
+            self._nginx = Nginx(nginx_settings(self.env, root), self.env.redact)
+        return self._nginx
+
+    def check(self) -> dict[str, Any]:
+        return self.nginx().check()
+
+    def active(self) -> str:
+        return self.nginx().active()
+
+    def _switch(self, to: str) -> dict[str, Any]:
+        return self.nginx().switch(to)
 
 
 def router_driver(name: str, env: Environment, context: Mapping[str, Any]) -> RouterDriver:

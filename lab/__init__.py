@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         CURRENT,
         NEXT,
         PREVIOUS_STABLE,
+        ROUTERS,
         TOPOLOGIES,
         Lab,
         Node,
@@ -33,8 +34,8 @@ _HOMES = {
     "sha256_of": "lab.packages",
     "LabError": "lab.procs",
     **dict.fromkeys(
-        ("CURRENT", "NEXT", "PREVIOUS_STABLE", "TOPOLOGIES", "Lab", "Node", "RouterClient", "StepResult",
-         "SwitchResult"),
+        ("CURRENT", "NEXT", "PREVIOUS_STABLE", "ROUTERS", "TOPOLOGIES", "Lab", "Node", "RouterClient",
+         "StepResult", "SwitchResult"),
         "lab.supervisor",
     ),
 }  # fmt: skip
@@ -54,6 +55,7 @@ __all__ = [
     "LAB_FAULTS",
     "NEXT",
     "PREVIOUS_STABLE",
+    "ROUTERS",
     "TOPOLOGIES",
     "Lab",
     "LabError",

@@ -11,4 +11,5 @@ LAB_FAULTS = (
     "webhook-down",
     "a11y-regression",
     "insecure-headers",
+    "green-queue-backlog",
 )

@@ -19,8 +19,9 @@ APP_SOURCE = Path(__file__).resolve().parent / "mcms"
 RELEASE_FAULTS = ("a11y-regression", "insecure-headers", "unhealthy")
 """Faults a release can carry, plus ``degrade-after:<seconds>`` (every request answers 500 after a 0.3 s delay,
 <seconds> after start) and ``degrade-after-routed:<seconds>`` (the same, counted from the first request that
-arrives through the Lab router)."""
-TIMED_FAULTS = ("degrade-after", "degrade-after-routed")
+arrives through the Lab router), and ``queue-backlog-after-routed:<seconds>`` (<seconds> after the first request
+through the router, the node's own job queue grows and its worker does not drain it; pages stay 200 and fast)."""
+TIMED_FAULTS = ("degrade-after", "degrade-after-routed", "queue-backlog-after-routed")
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)

@@ -11,7 +11,9 @@ Layout under ``root``::
     data/                       the database and outbox, kept across releases and shared by slots
     shared/                     the "shared drive" the worker mirrors to
     router/state.json           the router's active slot, kept across router restarts (topology bluegreen)
+    nginx/                      router "nginx": nginx.conf, the live slot's include, pid file, error/access logs
     state.json                  topology, ports, PIDs with their argv, versions, release dirs, faults, URLs
+    prometheus-targets.json     each slot's address with its ``slot`` label, for Prometheus' file_sd_configs
 
 Two topologies:
 
@@ -20,6 +22,9 @@ Two topologies:
 * ``bluegreen``: nodes blue and green, each on its own port, behind a router (lab/router.py) on the public
   address. Blue serves PREVIOUS_STABLE and is active; green is empty, the slot that BG-1 deploys CURRENT to.
   ``Lab.router`` switches traffic. The data dir and the shared drive are shared by both slots, like a database.
+  With ``router="nginx"`` the public address is a real nginx instead (lab/nginx.py), switched by the nginx router
+  driver through its include file; without an nginx binary the Lab falls back to the built-in router and says
+  why in ``router_note``.
 
 Every process is tracked by PID and the argv it was started with; nothing is ever stopped by name.
 """
@@ -43,6 +48,7 @@ from typing import Any
 from lab import httpc, procs
 from lab.faults import LAB_FAULTS
 from lab.httpc import HttpReply
+from lab.nginx import LabNginx, NginxRecord, find_nginx, stop_record
 from lab.packages import build_package, check_version, package_name, write_sha256_file
 from lab.procs import LabError, ProcessRecord
 
@@ -51,8 +57,13 @@ CURRENT = "1.1.0"
 NEXT = "1.2.0"
 """A later release that `Lab.publish` delivers into the offline folder, so a kept Lab can take a second release."""
 TOPOLOGIES = ("rollback", "bluegreen")
+ROUTERS = ("builtin", "nginx")
+"""What serves the public address of topology bluegreen: the built-in router (lab/router.py) or nginx."""
 DEGRADE_AFTER_SWITCH_S = 3.0
 """green-degrades-after-switch: seconds from the first request through the router to the first 500."""
+QUEUE_BACKLOG_AFTER_SWITCH_S = 1.0
+"""green-queue-backlog: seconds from the first request through the router to green's queue starting to grow."""
+PROMETHEUS_TARGETS = "prometheus-targets.json"
 
 STATE_SCHEMA = 1
 SINK_SCRIPT = Path(__file__).resolve().parent / "sink.py"
@@ -296,10 +307,18 @@ class Lab:
         topology: str = "rollback",
         *,
         fault_release: str | None = None,
+        router: str = "builtin",
     ) -> None:
         # fault_release: the package that carries the release faults, when not the drill's own (a matrix-only
         # run checks what is already serving, so its faults belong in the running release).
         self.fault_release = fault_release
+        if router not in ROUTERS:
+            raise ValueError(f"unknown Lab router {router!r}; known: {', '.join(ROUTERS)}")
+        self.router_requested = router
+        # What serves the public address once started (bluegreen): "nginx" only when nginx was found.
+        self.router_kind = "builtin"
+        self.router_note: str | None = None  # why the built-in router serves although nginx was asked for
+        self.nginx: LabNginx | None = None
         self.faults = tuple(faults)
         unknown = [f for f in self.faults if f not in LAB_FAULTS]
         if unknown:
@@ -364,6 +383,11 @@ class Lab:
             raise LabError(
                 f"the {self.topology} topology has no router (start the Lab with topology='bluegreen')"
             )
+        if self.nginx is not None:
+            raise LabError(
+                f"the Lab's public address is nginx (include {self.nginx.include}): it has no control API; "
+                'switch it with the nginx router driver ([drivers] router = "nginx")'
+            )
         if self.router_control_port is None:
             raise LabError("the Lab is not started")
         return _url(_loopback(self.host), self.router_control_port)
@@ -390,7 +414,7 @@ class Lab:
     def urls(self) -> dict[str, str]:
         urls = {"public": self.public_url}
         urls |= {slot: node.url for slot, node in self.slots.items()}
-        if self.topology == "bluegreen":
+        if self.topology == "bluegreen" and self.nginx is None:
             urls["router_control"] = self.router_control_url
         urls["webhook"] = self.webhook_url
         return urls
@@ -435,9 +459,12 @@ class Lab:
         bluegreen = self.topology == "bluegreen"
         self.slots = {slot: Node(self, slot, procs.free_port(self.host)) for slot in self._slot_names()}
         self.webhook_port = procs.free_port(self.host)
+        self._write_prometheus_targets()
         if bluegreen:
             self.router_port = procs.free_port(self.host)
-            self.router_control_port = procs.free_port(_loopback(self.host))
+            self._choose_router()
+            if self.router_kind == "builtin":
+                self.router_control_port = procs.free_port(_loopback(self.host))
         self.status = "starting"
         try:
             if "webhook-down" not in self.faults:
@@ -464,7 +491,9 @@ class Lab:
                 blue.start(timeout=max(1.0, deadline - time.monotonic()))
             # else: laid out but never started, as the playbook's Lab run found it (§4). Behind the router
             # (bluegreen) the public address then answers 502 bad gateway instead of refusing.
-            if self.router_process is not None:
+            if self.router_process is not None and self.nginx is not None:
+                self.nginx.wait_ready(self.router_process, max(1.0, deadline - time.monotonic()))
+            elif self.router_process is not None:
                 procs.wait_http(
                     self.router_control_url + "/active",
                     max(1.0, deadline - time.monotonic()),
@@ -484,10 +513,47 @@ class Lab:
         self.status = "running"
         self.save_state()
 
+    def _write_prometheus_targets(self) -> None:
+        """<root>/prometheus-targets.json: each slot's /metrics address labelled with its slot, in the format of
+        Prometheus' file_sd_configs (re-read on change), written atomically once the ports are chosen."""
+        targets = [
+            {"targets": [f"[{self.host}]:{node.port}" if ":" in self.host else f"{self.host}:{node.port}"],
+             "labels": {"slot": slot}}
+            for slot, node in self.slots.items()
+        ]  # fmt: skip
+        path = self.root / PROMETHEUS_TARGETS
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(targets, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
     def _slot_names(self) -> tuple[str, ...]:
         return ("blue", "green") if self.topology == "bluegreen" else ("blue",)
 
+    def _choose_router(self) -> None:
+        """nginx when asked for and found; else the built-in router, with the reason in router_note."""
+        self.router_kind, self.router_note, self.nginx = "builtin", None, None
+        if self.router_requested != "nginx":
+            return
+        binary, why = find_nginx()
+        if binary is None:
+            self.router_note = (
+                f'nginx was asked for ([lab] router = "nginx") but {why}: the Lab\'s built-in router serves the '
+                "public address instead, switched by the lab router driver; install nginx (apt-get install nginx, "
+                "make setup does) to run behind it"
+            )
+            return
+        if self.router_port is None:
+            raise LabError("router ports are not assigned")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        backends = {slot: f"{host}:{node.port}" for slot, node in self.slots.items()}
+        self.router_kind = "nginx"
+        self.nginx = LabNginx(self.root, binary, self.host, self.router_port, backends)
+
     def _spawn_router(self) -> None:
+        if self.nginx is not None:
+            self.nginx.write_config("blue")  # a fresh Lab starts with blue live, like the built-in router
+            self.router_process = self.nginx.spawn(self.app_log_dir / "nginx.log")
+            return
         if self.router_port is None or self.router_control_port is None:
             raise LabError("router ports are not assigned")
         # A fresh Lab starts with blue active: a state file left by an earlier Lab in this root must not
@@ -521,6 +587,9 @@ class Lab:
           green-unhealthy -> ``unhealthy`` (/health 503 once started); green-degrades-after-switch ->
           ``degrade-after-routed:3`` (healthy when probed on green's own address; 3 s after the first request
           through the router, i.e. after the switch, every request answers 500 after 0.3 s);
+          green-queue-backlog -> ``queue-backlog-after-routed:1`` (1 s after the switch green's own job queue
+          grows by 10 jobs/s and its worker does not drain it; /health and pages stay 200 and fast: only
+          ``mcms_worker_queue_depth`` on green's /metrics shows it);
           a11y-regression and insecure-headers -> the release faults of the same names.
         * rollback: PREVIOUS_STABLE (1.0.0, the package RB-3 lays out and the matrix then checks), so a
           rollback drill with ``--lab-fault a11y-regression`` (or insecure-headers) ends with the checked
@@ -536,6 +605,7 @@ class Lab:
         if self.topology == "bluegreen":
             mapping["green-unhealthy"] = "unhealthy"
             mapping["green-degrades-after-switch"] = f"degrade-after-routed:{DEGRADE_AFTER_SWITCH_S:g}"
+            mapping["green-queue-backlog"] = f"queue-backlog-after-routed:{QUEUE_BACKLOG_AFTER_SWITCH_S:g}"
         return tuple(mapping[fault] for fault in self.faults if fault in mapping)
 
     def stop(self) -> None:
@@ -544,7 +614,7 @@ class Lab:
         errors: list[str] = []
         if self.router_process is not None:
             try:
-                procs.stop_pid(self.router_process.pid, 10.0, self.router_process.argv)
+                stop_record(self.router_process, 10.0)
                 self.router_process = None
             except LabError as exc:
                 errors.append(str(exc))
@@ -569,7 +639,7 @@ class Lab:
         """A Lab kept running earlier in this root would hold ports and files: stop its processes first."""
         for record in _records(_read_state(self.state_path)):
             with contextlib.suppress(LabError):
-                procs.stop_pid(record.pid, 5.0, record.argv)
+                stop_record(record, 5.0)  # nginx's master renames itself; stop_record knows its title
 
     # -- state
 
@@ -581,8 +651,20 @@ class Lab:
     def _router_json(self) -> dict[str, Any] | None:
         if self.topology != "bluegreen":
             return None
+        kinds = {"kind": self.router_kind, "requested": self.router_requested, "note": self.router_note}
+        if self.nginx is not None:
+            return {
+                **kinds,
+                "port": self.router_port,
+                "control_port": None,
+                "url": self.public_url,
+                "control_url": None,
+                "nginx": self.nginx.to_json(),
+                "process": self.router_process.to_json() if self.router_process else None,
+            }
         started = self.router_port is not None and self.router_control_port is not None
         return {
+            **kinds,
             "port": self.router_port,
             "control_port": self.router_control_port,
             "url": self.public_url if started else None,
@@ -647,8 +729,15 @@ class Lab:
                 if not isinstance(router, dict) or not router.get("process"):
                     return None
                 lab.router_port = int(router["port"])
-                lab.router_control_port = int(router["control_port"])
-                lab.router_process = ProcessRecord.from_json(router["process"])
+                lab.router_requested = str(router.get("requested") or "builtin")
+                lab.router_note = router.get("note")
+                if router.get("kind") == "nginx":
+                    lab.router_kind = "nginx"
+                    lab.nginx = LabNginx.from_json(lab.root, router["nginx"])
+                    lab.router_process = NginxRecord.from_json(router["process"])
+                else:
+                    lab.router_control_port = int(router["control_port"])
+                    lab.router_process = ProcessRecord.from_json(router["process"])
         except (KeyError, TypeError, ValueError):
             return None
         if set(lab._slot_names()) - set(lab.slots):

@@ -15,6 +15,7 @@ deploys anything, and the report says what is missing and how to get it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterable
@@ -25,10 +26,10 @@ import pytest
 
 from drivers import commands
 from drivers.axe import BaselineError, load_baseline
-from drivers.base import DriverError
-from drivers.browser import parse_window
-from drivers.config import Environment
+from drivers.browser import check_browser_settings
+from drivers.config import Environment, RouterNginx
 from drivers.deploy import DEPLOY_DRIVERS
+from drivers.nginx import settings_problems as nginx_settings_problems
 from drivers.notify import FORMATS
 from drivers.phases import BLUEGREEN, CHANGING_FLOWS
 from drivers.router import ROUTER_DRIVERS
@@ -70,6 +71,7 @@ def check(run: RunbookRun, phases: Iterable[str], *, plan_only: bool) -> list[st
     problems = list(run.config_problems)
     problems += [str(p) for p in env.problems(flow, run.rows)]
     problems += _drivers(env, flow, run.rows)
+    problems += _nginx_router(run, flow)
     problems += _commands(run, flow, phases)
     problems += _files(run, flow)
     problems += _scope(env, flow)
@@ -125,6 +127,41 @@ def _drivers(env: Environment, flow: str, rows: frozenset[str]) -> list[str]:
         elif name == "lab" and not env.is_lab:
             found.append(f'{src}: {key}: "lab" drives the embedded Lab only; this file has kind = "remote"')
     return found
+
+
+def _nginx_router(run: RunbookRun, flow: str) -> list[str]:
+    """[router.nginx] for a Blue/Green run through nginx (drivers/nginx.py `settings_problems`); in the Lab, which
+    fills [router.nginx] in itself, [drivers] router and [lab] router must agree."""
+    env = run.env
+    if flow != BLUEGREEN or env.drivers.router not in ("nginx", "lab"):
+        return []
+    src = str(env.source)
+    if env.is_lab:
+        found: list[str] = []
+        if env.drivers.router == "nginx" and env.lab.router != "nginx":
+            found.append(
+                f'{src}: [drivers] router = "nginx" in the Lab needs [lab] router = "nginx" (the Lab then runs a '
+                f'real nginx as its public address); [lab] router is "{env.lab.router}"'
+            )
+        if env.drivers.router == "lab" and env.lab.router == "nginx":
+            found.append(
+                f'{src}: [lab] router = "nginx" puts the Lab behind nginx, which the "lab" router driver cannot '
+                'switch: set [drivers] router = "nginx"'
+            )
+        written = [
+            f.name
+            for f in dataclasses.fields(RouterNginx)
+            if f.name != "timeout_s" and getattr(env.router.nginx, f.name) != getattr(RouterNginx(), f.name)
+        ]
+        found += [
+            f'{src}: [router.nginx] {key}: must be left out when kind = "lab": the embedded Lab fills it in for '
+            "its own nginx"
+            for key in written
+        ]
+        return found
+    if env.drivers.router != "nginx":
+        return []
+    return nginx_settings_problems(env, run.rootdir)
 
 
 def _commands(run: RunbookRun, flow: str, phases: list[str]) -> list[str]:
@@ -186,10 +223,8 @@ def _row_files(run: RunbookRun) -> list[str]:
     src = str(env.source)
     found: list[str] = []
     if rows & {"DR-AXE", "DR-E2E"}:
-        try:
-            parse_window(env.browser.window)
-        except DriverError as exc:
-            found.append(f"{src}: {exc}")
+        # [browser] window and args, and the Grid's address (--selenium-remote or [browser] remote).
+        found += [f"{src}: {p}" for p in check_browser_settings(env.browser, run.options.selenium_remote)]
     if "DR-AXE" in rows and env.row_configured("DR-AXE"):
         if env.axe.baseline:
             path = project_path(run, env.axe.baseline)

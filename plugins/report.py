@@ -297,8 +297,53 @@ def monitor_chart(data: Mapping[str, Any]) -> dict[str, Any]:
         f"alert {'FIRED' if summary['alert_fired'] else 'not fired'}"
         + (f"; breach: {summary['breach']}" if summary["breach"] else "")
     )
+    metrics = data.get("metrics") or {}
     return {
         "width": width, "height": height, "pad": pad, "span": span, "top": top, "sla_p95_ms": sla_p95_ms,
         "sla_y": y(sla_p95_ms), "points": " ".join(f"{d['x']},{d['y']}" for d in dots), "dots": dots,
-        "caption": caption,
+        "caption": caption, "metrics": [metric_chart(name, m, span) for name, m in metrics.items()],
+        "data_files": "artifacts/monitor.csv" + (", artifacts/metrics.csv" if metrics else ""),
+    }  # fmt: skip
+
+
+def metric_chart(name: str, m: Mapping[str, Any], span: float) -> dict[str, Any]:
+    """One [monitor.metrics] query's evaluations on the probe chart's time axis, its threshold drawn: the value
+    per evaluation (failed ones in red, no data as a red mark on the axis), max and min as dashed lines."""
+    width, height, pad = 720, 160, 40
+    samples = m["samples"]  # [offset_s, value or None, ok, words]
+    span = max([span, *(float(s[0]) for s in samples)]) or 1.0
+    bounds = [float(b) for b in (m.get("max"), m.get("min")) if b is not None]
+    values = [float(s[1]) for s in samples if s[1] is not None]
+    top = max([*values, *bounds, 0.0])
+    bottom = min([*values, *bounds, 0.0])
+    margin = (top - bottom) * 0.15 or 1.0
+    top, bottom = top + margin, bottom if bottom >= 0 else bottom - margin
+
+    def x(t: float) -> str:
+        return f"{pad + (width - 2 * pad) * t / span:.1f}"
+
+    def y(v: float) -> float:
+        return round(
+            height - pad - (height - 2 * pad) * (min(max(v, bottom), top) - bottom) / (top - bottom), 1
+        )
+
+    unit = str(m.get("unit") or "")
+    dots = [
+        {"x": x(float(t)), "y": y(float(v) if v is not None else bottom), "ok": ok, "no_data": v is None,
+         "title": f"+{float(t):.1f} s: {words}"}
+        for t, v, ok, words in samples
+    ]  # fmt: skip
+    lines = [
+        {"y": y(float(bound)), "label": f"{label} {float(bound):g} {unit}".strip()}
+        for label, bound in (("max", m.get("max")), ("min", m.get("min")))
+        if bound is not None
+    ]
+    caption = (
+        f"{name}: {m['query']} ({m['threshold']}); {m['evaluations']} evaluations, {m['failed']} out of threshold "
+        f"or without data; last: {m['last']}"
+    )
+    return {
+        "name": name, "width": width, "height": height, "pad": pad, "span": span, "top": top, "bottom": bottom,
+        "unit": unit, "dots": dots, "lines": lines, "caption": caption,
+        "points": " ".join(f"{d['x']},{d['y']}" for d in dots if not d["no_data"]),
     }  # fmt: skip

@@ -124,6 +124,7 @@ def test_config_sections_used_by_each_flow(tmp_path: Path) -> None:
         "slots",
         "monitor",
         "approval",
+        "router",
     }
 
 

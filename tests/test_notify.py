@@ -66,15 +66,23 @@ def test_notify_posts_the_body_of_each_format(stub: Stub, tmp_path: Path, fmt: s
             ],
         }
     else:
-        assert body == {
-            "text": "MCMS RolledBack (InternalProd): rolled back to 1.0.0\n"
-            "*from*: 1.1.0\n*to*: 1.0.0\n*operator*: jdoe"
-        }
+        assert body["text"] == (
+            "MCMS RolledBack (InternalProd): rolled back to 1.0.0\n*from*: 1.1.0\n*to*: 1.0.0\n*operator*: jdoe"
+        )
+        assert [b["type"] for b in body["blocks"]] == ["header", "section", "section", "context"]
+        assert body["blocks"][2]["fields"][0] == {"type": "mrkdwn", "text": "*from*\n1.1.0"}
 
 
 @pytest.mark.parametrize(
     ("event_type", "colour"),
-    [("RolledBack", "D83B01"), ("Deployed", "107C10"), ("Approved", "0078D4"), ("Alert", "A4262C")],
+    [
+        ("RolledBack", "D83B01"),
+        ("Deployed", "107C10"),
+        ("Approved", "0078D4"),
+        ("Switched", "008272"),
+        ("Failed", "A4262C"),
+        ("Alert", "A4262C"),
+    ],
 )
 def test_notify_teams_colour_per_event(stub: Stub, tmp_path: Path, event_type: str, colour: str) -> None:
     stub.route("/hook", Reply(200))
@@ -108,6 +116,7 @@ def test_notify_outbox_queues_before_delivery_and_records_it_after(stub: Stub, t
         "error": None,
         "duration_s": delivery.duration_s,
         "target": f"{stub.url}/…",
+        "retry_after": [],
     }
     assert delivery.delivered
     # A second notification appends; nothing is rewritten.
@@ -121,7 +130,7 @@ def test_notify_server_down_fails_after_all_retries_without_raising(closed_url: 
     assert (delivery.delivery, delivery.attempts, delivery.http_status) == ("failed", 3, None)
     assert not delivery.delivered
     assert delivery.error is not None
-    assert "refused" in delivery.error.lower()
+    assert delivery.error == "Connection refused", "the OS's words, not [Errno 111]"
     queued, failed = outbox_lines(outbox)
     assert (queued["state"], queued["id"], queued["summary"]) == ("queued", delivery.id, "s")
     assert (failed["state"], failed["attempts"], failed["error"]) == ("failed", 3, delivery.error)
@@ -196,7 +205,8 @@ def test_notify_unknown_event_type_raises_and_sends_nothing(stub: Stub, tmp_path
     with pytest.raises(ValueError, match=r"^unknown notification event type") as info:
         notifier(f"{stub.url}/hook", outbox).send("Exploded", "Prod", "s", {})
     assert str(info.value) == (
-        'unknown notification event type "Exploded" (known: RolledBack, Deployed, Approved, Alert)'
+        'unknown notification event type "Exploded" '
+        "(known: RolledBack, Deployed, Approved, Switched, Failed, Alert)"
     )
     assert not outbox.exists()
     assert stub.requests == []
@@ -244,7 +254,7 @@ def test_notify_reachable_closed_port(closed_url: str, tmp_path: Path) -> None:
 def test_notify_unknown_format_lists_the_known_ones(tmp_path: Path, closed_url: str) -> None:
     with pytest.raises(DriverError) as info:
         Notifier(f"{closed_url}/hook", "email", tmp_path / "o.jsonl")
-    assert str(info.value) == 'unknown notify format "email" (known: generic, slack, teams)'
+    assert str(info.value) == 'unknown notify format "email" (known: generic, slack, teams, teams-workflow)'
 
 
 def test_notify_target_never_shows_credentials_or_path(tmp_path: Path) -> None:
@@ -252,3 +262,26 @@ def test_notify_target_never_shows_credentials_or_path(tmp_path: Path) -> None:
         "https://svc:hunter2@hooks.corp.example:8443/webhook/tok3n", "generic", tmp_path / "o.jsonl"
     )
     assert notifier.target == "https://hooks.corp.example:8443/…"
+
+
+def test_a_rollback_that_failed_while_the_site_answers_is_an_alert(tmp_path: Path) -> None:
+    from fixtures.rollback import RollbackRecorder
+    from plugins.state import RunbookRun, RunOptions
+
+    env = Environment(name="Prod", kind="remote", source=tmp_path / "Prod.toml")
+    run = RunbookRun(env, RunOptions(evidence_dir=tmp_path), tmp_path)
+    sent: list[tuple[str, str, dict[str, object]]] = []
+
+    def notify(event_type: str, summary: str, **facts: object) -> Any:
+        sent.append((event_type, summary, facts))
+
+    RollbackRecorder(run, notify).restore_failed("traffic could not be sent back to blue: router said no")
+    assert sent == [
+        (
+            "Alert",
+            "ROLLBACK FAILED on Prod: traffic could not be sent back to blue: router said no. "
+            "Act now: the release still serves.",
+            {"severity": "critical", "rollback": "failed"},
+        )
+    ]
+    assert run.site_down is None, "the site answers: not a SITE DOWN"

@@ -156,7 +156,7 @@ def test_both_flows_selected_is_a_usage_error(runbook_project: pytest.Pytester) 
         ('kind = "remote"\n', r"X\.toml: name: required: expected a str"),
         ('name = "X"\nkind = "cloud"\n', r"kind: expected \"lab\" or \"remote\", got \"cloud\""),
         ('name = "X"\n[service]\nbase_url = "ftp://host"\n', r"\[service\] base_url: expected an http\(s\) URL"),
-        ('name = "X"\n[notify]\nformat = "email"\n', r"\[notify\] format: no notify format \"email\" \(known: generic, slack, teams\)"),
+        ('name = "X"\n[notify]\nformat = "email"\n', r"\[notify\] format: no notify format \"email\" \(known: generic, slack, teams, teams-workflow\)"),
         ('name = "X"\n[service]\nbase_url = "http://127.0.0.1:9"\n[notify]\nwebhook_url = "${RUNBOOK_TEST_UNSET_VAR}"\n',
          r"\[notify\] webhook_url: \$\{RUNBOOK_TEST_UNSET_VAR\} is not set in the process environment"),
         ('name = "X"\n[notify]\nwebhook_url = "http://127.0.0.1:9/h"\n', r"\[service\] base_url: required"),

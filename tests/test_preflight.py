@@ -216,8 +216,8 @@ CASES = [
     ),
     Case(
         "router-without-driver",
-        '[drivers] router: no router driver "nginx"',
-        {"drivers": '[drivers]\ndeploy = "command"\nrouter = "nginx"'},
+        '[drivers] router: no router driver "haproxy" (known: command, lab, nginx)',
+        {"drivers": '[drivers]\ndeploy = "command"\nrouter = "haproxy"'},
         args=("-m", "bluegreen"),
     ),
     Case(
@@ -228,7 +228,7 @@ CASES = [
     ),
     Case(
         "notify-format-unknown",
-        '[notify] format: no notify format "email" (known: generic, slack, teams)',
+        '[notify] format: no notify format "email" (known: generic, slack, teams, teams-workflow)',
         {"notify+": 'format = "email"'},
     ),
     Case(

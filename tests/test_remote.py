@@ -288,7 +288,7 @@ def test_a_restore_that_fails_leaves_the_loudest_line_of_the_run(remote_site: Re
     events = read_events(bundle / "evidence.jsonl")
     (down,) = [e["data"] for e in events if e["kind"] == "site.down"]
     assert "restoring 0.9.0 on the active node failed" in down["what"]
-    assert [e["data"]["event_type"] for e in events if e["kind"] == "notify"][-1] == "Alert"
+    assert [e["data"]["event_type"] for e in events if e["kind"] == "notify"][-2:] == ["Alert", "Failed"]
     (end,) = [e["data"] for e in events if e["kind"] == "run.end"]
     assert end["outcome"] == "failed"
     assert end["site_down"] == down["what"]
@@ -319,3 +319,37 @@ def test_a_parallel_matrix_run_on_the_remote_site_leaves_one_sealed_bundle(remot
         f"{remote_site.public_url}/auth",
     }
     assert not [c for c in remote_site.calls() if c["verb"] != "active"], "a matrix run changes nothing"
+
+
+def test_a_remote_release_logs_every_notification_beside_the_timeline(remote_site: RemoteSite) -> None:
+    """Playbook §3.2: a remote environment's notifications also go to <timeline_dir>/notifications/<env>.jsonl,
+    line for line as the bundle's outbox has them; the webhook (the Lab's sink here) gets Teams Workflows cards."""
+    from tests.test_notify_formats import STANDARD_FACTS, check_payload
+
+    env_file = remote_site.env_file(
+        notify=f'[notify]\nwebhook_url = "http://127.0.0.1:{remote_site.webhook_port}/webhook"\n'
+        'format = "teams-workflow"'
+    )
+    rc, output, reports = run_runbook(remote_site, "-m", NOT_BROWSER, "--approved-by", "A. Operator",
+                                      env_file=env_file)  # fmt: skip
+    assert rc == 0, output
+    bundle = only_bundle(reports)
+    outbox = (bundle / "artifacts" / "notifications.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["state"] for line in outbox] == ["queued", "delivered"] * 2
+    mirror = remote_site.dir / "logs" / "notifications" / "RemoteStage.jsonl"
+    assert mirror.read_text(encoding="utf-8").splitlines() == outbox
+    received = [
+        json.loads(line)["body"]
+        for path in sorted((remote_site.dir / "logs" / "notifications").glob("notifications_*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    seen = [check_payload("teams-workflow", body) for body in received]
+    assert [title for title, _, _ in seen] == ["MCMS Approved: RemoteStage", "MCMS Switched: RemoteStage"]
+    facts = seen[1][2]
+    assert set(STANDARD_FACTS) <= set(facts)
+    assert (facts["Versions"], facts["Slots"], facts["Approver"]) == (
+        "1.0.0 -> 1.1.0",
+        "live green -> idle blue; traffic now on blue",
+        "A. Operator",
+    )
+    assert verify_bundle(bundle).ok

@@ -185,22 +185,45 @@ def queue_depth(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def claim_job(conn: sqlite3.Connection, worker: str) -> tuple[int, Item] | None:
-    with transaction(conn):
-        row = conn.execute(
-            "SELECT id, item_id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return None
-        conn.execute(
-            "UPDATE jobs SET status = 'running', started_at = ?, worker = ? WHERE id = ?",
-            (time.time(), worker, row[0]),
-        )
-        item = get_item(conn, row[1])
-    if item is None:
+def node_queue_depth(conn: sqlite3.Connection, node: str) -> int:
+    """The jobs waiting for this node's worker: the shared queue, the node's own queue (jobs queued with the
+    node's name, which only its worker takes) and what its worker is processing."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM jobs WHERE (status = 'queued' AND (worker IS NULL OR worker = ?))"
+        " OR (status = 'running' AND worker = ?)",
+        (node, node),
+    ).fetchone()
+    return int(row[0])
+
+
+def enqueue_node_job(conn: sqlite3.Connection, node: str) -> None:
+    """A job on the node's own queue (no item: housekeeping), taken only by that node's worker."""
+    conn.execute(
+        "INSERT INTO jobs (item_id, status, created_at, worker) VALUES (0, 'queued', ?, ?)",
+        (time.time(), node),
+    )
+
+
+def claim_job(conn: sqlite3.Connection, worker: str, *, node_queue: bool = True) -> tuple[int, Item] | None:
+    """The oldest job of the shared queue or (unless ``node_queue`` is False) of this node's own queue; a job
+    without an item (node housekeeping) is done as it is claimed."""
+    own = "worker IS NULL OR worker = ?" if node_queue else "worker IS NULL"
+    while True:
+        with transaction(conn):
+            row = conn.execute(
+                f"SELECT id, item_id FROM jobs WHERE status = 'queued' AND ({own}) ORDER BY id LIMIT 1",  # noqa: S608
+                (worker,) if node_queue else (),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, worker = ? WHERE id = ?",
+                (time.time(), worker, row[0]),
+            )
+            item = get_item(conn, row[1])
+        if item is not None:
+            return int(row[0]), item
         finish_job(conn, row[0], None)
-        return None
-    return int(row[0]), item
 
 
 def finish_job(conn: sqlite3.Connection, job_id: int, item_id: int | None) -> None:

@@ -16,6 +16,7 @@ import socket
 import socketserver
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -33,7 +34,7 @@ if __name__ == "__main__" and not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "mcms"
 
-from . import pages, store
+from . import metrics, pages, store
 
 RELEASE_ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -49,6 +50,8 @@ DEGRADED_DELAY_S = 0.3
 ROUTER_VIA = "mcms-lab-router"  # the Lab router's Via token: a request that came through the public address
 MAX_BODY = 64 * 1024
 MAX_NAME = 100
+BACKLOG_JOBS_PER_S = 10.0  # queue-backlog-after-routed: jobs added to the node's own queue per second
+BACKLOG_CAP = 5000  # ... up to this many, so a Lab kept running with the fault does not grow without end
 
 HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
@@ -69,6 +72,12 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 RANK = {"Healthy": 0, "Degraded": 1, "Unhealthy": 2}
+ROUTES = frozenset({
+    "/", "/login", "/logout", "/dashboard", "/items", "/items/new", "/health", "/swagger", "/swagger/index.html",
+    "/swagger/v1/swagger.json", "/api/items", "/api/status", "/auth/negotiate", "/metrics",
+})  # fmt: skip
+"""The routes the request counter names (anything else is counted as path="other")."""
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def log(message: str) -> None:
@@ -86,16 +95,20 @@ class Faults:
     unhealthy: bool = False
     degrade_after_s: float | None = None
     degrade_after_routed_s: float | None = None
+    queue_backlog_after_routed_s: float | None = None
 
     @classmethod
     def parse(cls, names: tuple[str, ...]) -> Faults:
         degrade: float | None = None
         routed: float | None = None
+        backlog: float | None = None
         for name in names:
             if name.startswith("degrade-after:"):
                 degrade = float(name.partition(":")[2])
             elif name.startswith("degrade-after-routed:"):
                 routed = float(name.partition(":")[2])
+            elif name.startswith("queue-backlog-after-routed:"):
+                backlog = float(name.partition(":")[2])
             elif name not in ("a11y-regression", "insecure-headers", "unhealthy"):
                 log(f"ignoring unknown release fault {name!r}")
         return cls(
@@ -104,7 +117,13 @@ class Faults:
             unhealthy="unhealthy" in names,
             degrade_after_s=degrade,
             degrade_after_routed_s=routed,
+            queue_backlog_after_routed_s=backlog,
         )
+
+    @property
+    def routed(self) -> bool:
+        """A fault that counts from the first request through the router."""
+        return self.degrade_after_routed_s is not None or self.queue_backlog_after_routed_s is not None
 
 
 @dataclass
@@ -164,7 +183,9 @@ class Portal:
         self.shared_dir = shared_dir
         self.node = node
         self.started = time.monotonic()
-        self.routed_since: float | None = None  # first request through the router (degrade-after-routed)
+        self.started_at = time.time()
+        self.routed_since: float | None = None  # first request through the router (the *-after-routed faults)
+        self.http = metrics.HttpMetrics()
         self.spec = pages.openapi(release.version)
         self.routes: dict[str, dict[str, Callable[[Request], Response]]] = {
             "/": {"GET": self.home},
@@ -180,28 +201,70 @@ class Portal:
             "/api/items": {"GET": self.api_list, "POST": self.api_create},
             "/api/status": {"GET": self.api_status},
             "/auth/negotiate": {"GET": self.negotiate},
+            "/metrics": {"GET": self.metrics},
         }
 
     # -- plumbing
 
+    def note_routed(self, req: Request) -> None:
+        """The first request that came through the router (``Via: 1.1 mcms-lab-router``) starts the clock of
+        the *-after-routed faults, so a slot verified on its own address fails only once traffic is switched
+        to it."""
+        if self.routed_since is not None or not self.faults.routed:
+            return
+        if ROUTER_VIA not in req.headers.get("via", ""):
+            return
+        self.routed_since = time.monotonic()
+        faults = self.faults
+        if faults.degrade_after_routed_s is not None:
+            log(f"first request through the router: degrading in {faults.degrade_after_routed_s:g} s")
+        if faults.queue_backlog_after_routed_s is not None:
+            log(
+                f"first request through the router: queue backlog in {faults.queue_backlog_after_routed_s:g} s"
+            )
+
     def degraded(self, req: Request) -> bool:
         """degrade-after:<s> counts from the start; degrade-after-routed:<s> from the first request that came
-        through the router (``Via: 1.1 mcms-lab-router``), so a slot verified on its own address fails only
-        once traffic is switched to it. Once degraded, every request fails, direct ones too."""
+        through the router. Once degraded, every request fails, direct ones too."""
         now = time.monotonic()
         faults = self.faults
         if faults.degrade_after_s is not None and now - self.started >= faults.degrade_after_s:
             return True
-        if faults.degrade_after_routed_s is None:
+        if faults.degrade_after_routed_s is None or self.routed_since is None:
             return False
-        if self.routed_since is None:
-            if ROUTER_VIA not in req.headers.get("via", ""):
-                return False
-            self.routed_since = now
-            log(f"first request through the router: degrading in {faults.degrade_after_routed_s:g} s")
         return now - self.routed_since >= faults.degrade_after_routed_s
 
+    def start_background(self) -> None:
+        """queue-backlog-after-routed:<s>: <s> seconds after the first request through the router, this release
+        keeps adding jobs to its node's own queue, which its worker never drains (lab/mcms/worker.py): the
+        queue depth climbs while /health and every page stay 200 and fast. Only the metrics show it."""
+        if self.faults.queue_backlog_after_routed_s is not None:
+            threading.Thread(target=self._backlog, name="queue-backlog", daemon=True).start()
+
+    def _backlog(self) -> None:
+        after = self.faults.queue_backlog_after_routed_s or 0.0
+        added = 0
+        while added < BACKLOG_CAP:
+            time.sleep(1 / BACKLOG_JOBS_PER_S)
+            since = self.routed_since
+            if since is None or time.monotonic() - since < after:
+                continue
+            if added == 0:
+                log(
+                    f"queue backlog: {BACKLOG_JOBS_PER_S:g} jobs/s onto node {self.node}'s queue, not drained"
+                )
+            try:
+                with store.database(self.data_dir) as conn:
+                    store.enqueue_node_job(conn, self.node)
+                added += 1
+            except sqlite3.Error as exc:
+                log(f"queue backlog: {exc}")
+
     def handle(self, req: Request) -> Response:
+        self.note_routed(req)
+        if req.path == "/metrics":
+            # The metrics endpoint answers even when the release is degraded: it is how one sees that it is.
+            return self.route(req)
         if self.degraded(req):
             time.sleep(DEGRADED_DELAY_S)
             if self._wants_json(req.path):
@@ -462,6 +525,57 @@ class Portal:
             },
         )
 
+    @staticmethod
+    def path_label(path: str) -> str:
+        """The route a request went to, for the request counter: never the raw URL (its cardinality is the
+        client's to choose)."""
+        if path.startswith("/static/"):
+            return "/static/"
+        if re.fullmatch(r"/api/items/\d{1,18}", path):
+            return "/api/items/{id}"
+        return path if path in ROUTES else "other"
+
+    def metrics(self, req: Request) -> Response:
+        """Prometheus text format: requests and their duration, the worker queue depth, the app pool state."""
+        state, age, depth, pending = "Unknown", None, float("nan"), float("nan")
+        try:
+            with store.database(self.data_dir) as conn:
+                beat = store.heartbeat(conn, self.node)
+                depth = store.node_queue_depth(conn, self.node)
+                pending = store.queue_depth(conn)
+        except sqlite3.Error:
+            beat = None
+        if beat is not None:
+            age = max(0.0, time.time() - beat.beat_at)
+            if beat.state != "running":
+                state = "Stopped"
+            elif age <= HEARTBEAT_MAX_AGE_S:
+                state = "Started"
+        m = metrics
+        lines = m.family("mcms_build_info", "gauge", "The release this process serves.",
+                         [({"version": self.version, "node": self.node}, 1)])  # fmt: skip
+        lines += self.http.render()
+        lines += m.family(
+            "mcms_worker_queue_depth", "gauge",
+            "Jobs waiting for this node's worker: the shared queue, the node's own queue and jobs in progress.",
+            [({}, depth)],
+        )  # fmt: skip
+        lines += m.family("mcms_jobs_pending", "gauge", "Jobs queued or in progress in the whole shared queue.",
+                          [({}, pending)])  # fmt: skip
+        lines += m.family(
+            "mcms_app_pool_state", "gauge",
+            "The app pool (worker process) state, one series per state: 1 for the current one.",
+            [({"state": s}, 1 if s == state else 0) for s in ("Started", "Stopped", "Unknown")],
+        )  # fmt: skip
+        lines += m.family("mcms_app_pool_up", "gauge", "1 when the app pool (worker process) is started.",
+                          [({}, 1 if state == "Started" else 0)])  # fmt: skip
+        if age is not None:
+            lines += m.family("mcms_worker_heartbeat_age_seconds", "gauge",
+                              "Seconds since the worker's last heartbeat.", [({}, round(age, 3))])  # fmt: skip
+        lines += m.family("process_start_time_seconds", "gauge", "Start time of the process since the epoch.",
+                          [({}, round(self.started_at, 3))])  # fmt: skip
+        return Response(200, ("\n".join(lines) + "\n").encode("utf-8"), m.CONTENT_TYPE)
+
     def swagger_redirect(self, req: Request) -> Response:
         return Response(301, headers=[("Location", "/swagger/index.html")])
 
@@ -613,8 +727,12 @@ class PortalHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(resp.body)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        self.log_message('"%s" %d %d %.1fms', self.requestline, resp.status, len(resp.body), elapsed_ms)
+        elapsed_s = time.perf_counter() - started
+        path = urlsplit(getattr(self, "path", "") or "").path or "/"
+        if path != "/metrics":
+            method = self.command if self.command in HTTP_METHODS else "other"
+            portal.http.observe(method, portal.path_label(path), resp.status, elapsed_s)
+        self.log_message('"%s" %d %d %.1fms', self.requestline, resp.status, len(resp.body), elapsed_s * 1000)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # Protocol errors (bad request line, oversized headers) get the security headers too.
@@ -651,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     release = store.read_release(RELEASE_ROOT)
     store.init(args.data)
     portal = Portal(release, args.data, args.shared, args.node)
+    portal.start_background()
     try:
         server = PortalServer((args.host, args.port), portal)
     except OSError as exc:

@@ -28,6 +28,8 @@ from . import store
 
 RELEASE_ROOT = Path(__file__).resolve().parent.parent
 BATCH = 20
+QUEUE_BACKLOG_FAULT = "queue-backlog-after-routed:"
+"""The release fault under which this worker never takes its node's own queue (the portal fills it)."""
 
 
 def log(message: str) -> None:
@@ -56,6 +58,8 @@ class Worker:
         self.shared_dir = shared_dir
         self.node = node
         self.last_sync: float | None = None
+        # Release fault queue-backlog-after-routed: this release's worker does not drain its node's own queue.
+        self.node_queue = not any(f.startswith(QUEUE_BACKLOG_FAULT) for f in release.faults)
 
     def beat(self, state: str = "running") -> None:
         with store.database(self.data_dir) as conn:
@@ -73,7 +77,7 @@ class Worker:
         done = 0
         with store.database(self.data_dir) as conn:
             while done < BATCH:
-                claimed = store.claim_job(conn, self.node)
+                claimed = store.claim_job(conn, self.node, node_queue=self.node_queue)
                 if claimed is None:
                     break
                 job_id, item = claimed
