@@ -6,6 +6,7 @@ with the facts people read."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -30,7 +31,14 @@ def received(d: Any, fmt: str) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def with_format(fmt: str) -> Any:
-    return lambda text: text.replace('format = "teams"', f'format = "{fmt}"')
+    """Lab.toml's [notify] format set to `fmt`, whatever the shipped file says."""
+
+    def edit(text: str) -> str:
+        edited, count = re.subn(r'(?m)^format = "[a-z-]+"$', f'format = "{fmt}"', text)
+        assert count == 1, "Lab.toml has one [notify] format line"
+        return edited
+
+    return edit
 
 
 def test_rollback_drill_in_teams_workflow_cards(drill: Any) -> None:
