@@ -411,12 +411,11 @@ def test_a_breach_only_the_metrics_see_rolls_back(tmp_path: Path) -> None:
 
 
 def test_a_query_api_that_does_not_answer_fails_pre_before_anything_is_touched(
-    tmp_path: Path, closed_url: str
+    drill: DrillRunner, closed_url: str
 ) -> None:
     """PRE evaluates every query once: no Prometheus at the configured address (or a query it cannot run) fails
     PRE, so BG-1 deploys nothing and blue keeps serving; without this check the release would be deployed,
-    switched, and rolled back on "could not be evaluated"."""
-    drill = DrillRunner(tmp_path)
+    switched, and rolled back on "could not be evaluated". (The `drill` fixture stops the Lab it kept.)"""
     d = drill(marker="bluegreen", edit_env=lambda text: text + metrics_section(closed_url))
     assert d.returncode == 1, d.output
     assert d.phase_outcomes()["PRE"] == "failed"
