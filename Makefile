@@ -35,9 +35,9 @@ $(STAMP): requirements.txt
 
 # System programs, from Debian's packages (never a downloaded browser, driver or jar of their own): Chromium and
 # ChromeDriver (DR-AXE, DR-E2E), nginx (the nginx router and the LabNginx environment), Prometheus (metric
-# monitoring), Java (the Selenium Grid). Services the packages would start are not started (policy-rc.d): the
+# monitoring), Java (the Selenium Grid), poppler-utils (the report-to-PDF test). Services the packages would start are not started (policy-rc.d): the
 # tests start their own on loopback. Missing ones are named when apt-get is not available or not root.
-SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx prometheus:prometheus java:default-jre-headless
+SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx prometheus:prometheus java:default-jre-headless pdftoppm:poppler-utils
 system:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
@@ -94,3 +94,29 @@ test: setup lint
 clean-lab: $(STAMP)
 	"$(PY)" -c "from pathlib import Path; from lab import Lab; lab = Lab.attach(Path('.lab')); lab.stop() if lab else None; print('Lab stopped' if lab else 'no Lab running')"
 	"$(PY)" -m drivers.reaper
+
+# Offline bundle for PCs without PyPI (Windows operators first). wheelhouse/: the wheels of every requirement for
+# CPython 3.12 on win_amd64 and on manylinux x86_64 (glibc >= 2.28: Debian 11+, Ubuntu 20.04+), plus setuptools
+# (the build backend, for `pip install --no-index --find-links wheelhouse .`). Every pinned requirement has a
+# wheel (checked), so there is no sdist to build offline. pip evaluates environment markers for the machine it
+# runs on, not for --platform: the Windows-only pins of requirements.txt (pytest's colorama; trio's cffi and its
+# pycparser) carry markers, and the markers are stripped from the Windows list. Then
+# dist/mcms-runbook-offline-<version>.zip: the project's files (git ls-files, and new files not ignored), the
+# wheelhouse and the launchers, under one folder. `./drill` or drill.cmd in the unzipped folder installs from it.
+WHEELHOUSE ?= wheelhouse
+DIST ?= dist
+WHEELHOUSE_BUILD := setuptools==84.2.1
+# pip does not widen a --platform to older manylinux tags: each one a wheel may carry, newest first.
+MANYLINUX := $(foreach p,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,--platform $(p)_x86_64)
+WHEELHOUSE_PIP = "$(PY)" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+	--python-version 3.12 --implementation cp --dest $(WHEELHOUSE)
+.PHONY: wheelhouse
+wheelhouse: $(STAMP)
+	@set -e; mkdir -p $(WHEELHOUSE); \
+	sed -e 's/[[:space:]]*;.*//' requirements.txt > $(WHEELHOUSE)/.requirements-win_amd64.txt; \
+	echo "Downloading the wheels for win_amd64 into $(WHEELHOUSE)/"; \
+	$(WHEELHOUSE_PIP) --platform win_amd64 -r $(WHEELHOUSE)/.requirements-win_amd64.txt $(WHEELHOUSE_BUILD); \
+	echo "Downloading the wheels for manylinux x86_64 into $(WHEELHOUSE)/"; \
+	$(WHEELHOUSE_PIP) $(MANYLINUX) -r requirements.txt $(WHEELHOUSE_BUILD); \
+	rm -f $(WHEELHOUSE)/.requirements-win_amd64.txt; \
+	"$(PY)" -c "import sys; from plugins.cli import build_offline_zip; sys.exit(build_offline_zip(wheelhouse='$(WHEELHOUSE)', dist='$(DIST)'))"

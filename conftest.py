@@ -1,22 +1,9 @@
-"""Loads the runbook's plugins and fixture modules, nothing else."""
+"""Loads the runbook's plugins and fixture modules from the project's root, nothing else.
 
-pytest_plugins = [
-    "plugins.options",
-    "plugins.flow",
-    "plugins.report",
-    "plugins.evidence",
-    "plugins.archive",
-    "plugins.matrix",
-    "plugins.distributed",
-    "fixtures.environment",
-    "fixtures.probe",
-    "fixtures.notify",
-    "fixtures.rollback",
-    "fixtures.deploy",
-    "fixtures.bluegreen",
-    "plugins.screenshots",
-    "fixtures.browser",
-    "fixtures.axe",
-    "fixtures.e2e",
-    "fixtures.zap",
-]
+The list is plugins/entry.py's (the `pytest11` entry point of an installed runbook loads the same module): when
+the entry point already loaded them, pytest skips every name here, so each module is registered once.
+"""
+
+from plugins.entry import PLUGINS
+
+pytest_plugins = PLUGINS

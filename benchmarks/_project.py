@@ -51,16 +51,24 @@ def add_source_options(parser: argparse.ArgumentParser, cold_help: str) -> None:
 
 
 def runbook_plugins(root: Path) -> list[str]:
-    """The `pytest_plugins` list of the runbook's conftest.py, as written there."""
-    tree = ast.parse((root / "conftest.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "pytest_plugins" for t in node.targets
-        ):
-            plugins = ast.literal_eval(node.value)
-            if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
-                return plugins
-    raise RuntimeError(f"{root / 'conftest.py'}: no pytest_plugins = [...] list")
+    """The runbook's plugin list as written: plugins/entry.py's PLUGINS (the entry point's and conftest's), or in
+    an earlier copy of the runbook (--root) its conftest.py's literal `pytest_plugins`."""
+    for path, name in ((root / "plugins" / "entry.py", "PLUGINS"), (root / "conftest.py", "pytest_plugins")):
+        if not path.is_file():
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets
+            ):
+                try:
+                    plugins = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
+                    return plugins
+    raise RuntimeError(
+        f"{root}: no PLUGINS = [...] in plugins/entry.py, no pytest_plugins = [...] in conftest.py"
+    )
 
 
 def closed_url(host: str = "127.0.0.1") -> str:

@@ -4,6 +4,10 @@ Backends, like the other drivers: `local` drives a Chromium or Chrome on this ma
 chromedriver, both found on disk (`[browser] chrome` / `chromedriver`, then RUNBOOK_CHROME /
 RUNBOOK_CHROMEDRIVER, then PATH and the usual install places) so that Selenium Manager never runs and nothing is
 downloaded; `remote` drives a browser on a Selenium Grid (`--selenium-remote URL` or `[browser] remote`).
+`[browser] kind = "edge"` makes it Microsoft Edge with msedgedriver (the same Chromium flags, under
+`ms:edgeOptions`; `[browser] chrome` / `chromedriver`, then RUNBOOK_EDGE / RUNBOOK_MSEDGEDRIVER, then msedge /
+microsoft-edge and msedgedriver on PATH and Edge's install folders; on a Grid, a node with MicrosoftEdge). Either
+way the driver's path is given to Selenium explicitly, which is what keeps Selenium Manager from running.
 
 Both get the same capabilities: headless, `[browser] window`, the scope flags below and the other built-in
 flags (BROWSER_ARGS), then `[browser] args` after them (checked by `check_browser_args`: flags only, none of
@@ -104,6 +108,60 @@ INSTALL_HINT = (
     "[browser] chrome / chromedriver or in RUNBOOK_CHROME / RUNBOOK_CHROMEDRIVER; or run the browser rows on a "
     "Selenium Grid with --selenium-remote URL"
 )
+
+EDGE_NAMES = ("msedge", "microsoft-edge", "microsoft-edge-stable")
+MSEDGEDRIVER_NAMES = ("msedgedriver",)
+# Where Edge is on every Windows PC (it is not on PATH there either), and on a Mac that installed it.
+_WINDOWS_EDGE = (
+    ("PROGRAMFILES(X86)", r"Microsoft\Edge\Application\msedge.exe"),
+    ("PROGRAMFILES", r"Microsoft\Edge\Application\msedge.exe"),
+    ("LOCALAPPDATA", r"Microsoft\Edge\Application\msedge.exe"),
+)
+_MAC_EDGE = ("/Applications/Microsoft Edge.app/Contents/MacOS/Microsoft Edge",)
+MSEDGEDRIVER_DOWNLOAD = "https://developer.microsoft.com/microsoft-edge/tools/webdriver/"
+EDGE_INSTALL_HINT = (
+    "Edge needs msedgedriver of the same major version as Edge, which the runbook never downloads: see Edge's "
+    f"version at edge://version, download that msedgedriver from {MSEDGEDRIVER_DOWNLOAD} (win64 on a Windows "
+    "PC), unzip it, and give its path in [browser] chromedriver or RUNBOOK_MSEDGEDRIVER, or put msedgedriver on "
+    "PATH (Edge itself: [browser] chrome or RUNBOOK_EDGE, else msedge / microsoft-edge on PATH and Edge's "
+    'install folders); or use [browser] kind = "chrome", or run the browser rows on a Selenium Grid with '
+    "--selenium-remote URL"
+)
+
+
+@dataclass(frozen=True)
+class BrowserKind:
+    """`[browser] kind`: which browser and which driver, where to look for them, and how to say so."""
+
+    name: str  # chrome | edge
+    label: str  # in the operator's sentences
+    browser_names: tuple[str, ...]  # on PATH
+    browser_env: str
+    install_places: tuple[tuple[str, str], ...]  # (environment variable of a folder, path below it)
+    mac_places: tuple[str, ...]
+    driver: str  # the driver's name, on PATH and in sentences
+    driver_env: str
+    vendor: str  # the capabilities' prefix: goog:chromeOptions, ms:edgeOptions
+    grid_names: tuple[str, ...]  # a Grid node's stereotype browserName for this kind (lower case)
+    install_hint: str
+
+
+KINDS: dict[str, BrowserKind] = {
+    "chrome": BrowserKind(
+        "chrome", "Chromium or Chrome", CHROME_NAMES, "RUNBOOK_CHROME", _WINDOWS_CHROME, _MAC_CHROME,
+        "chromedriver", "RUNBOOK_CHROMEDRIVER", "goog", ("chrome", "chromium"), INSTALL_HINT,
+    ),
+    "edge": BrowserKind(
+        "edge", "Microsoft Edge", EDGE_NAMES, "RUNBOOK_EDGE", _WINDOWS_EDGE, _MAC_EDGE,
+        "msedgedriver", "RUNBOOK_MSEDGEDRIVER", "ms", ("microsoftedge", "msedge"), EDGE_INSTALL_HINT,
+    ),
+}  # fmt: skip
+
+
+def browser_kind(settings: Browser) -> BrowserKind:
+    """The kind `[browser] kind` names (the environment loader allowed only these)."""
+    return KINDS[settings.kind]
+
 
 # Every local and remote session: headless, and nothing that phones home from an internal network.
 BROWSER_ARGS = (
@@ -355,10 +413,10 @@ def parse_window(window: str) -> tuple[int, int]:
     return size
 
 
-def _configured_path(label: str, value: str) -> Path:
+def _configured_path(label: str, value: str, hint: str = INSTALL_HINT) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
-        raise BrowserUnavailable(f"{label} = {quoted(value)}: no such file; {INSTALL_HINT}")
+        raise BrowserUnavailable(f"{label} = {quoted(value)}: no such file; {hint}")
     return path
 
 
@@ -372,45 +430,60 @@ def _on_path(names: tuple[str, ...], environ: Mapping[str, str]) -> Path | None:
 
 
 def _configured_or_on_path(
-    key: str, configured: str, envvar: str, names: tuple[str, ...], environ: Mapping[str, str]
+    key: str,
+    configured: str,
+    envvar: str,
+    names: tuple[str, ...],
+    environ: Mapping[str, str],
+    hint: str = INSTALL_HINT,
 ) -> Path | None:
     """The environment file's value, else the environment variable's, else the first of `names` on PATH."""
     if configured:
-        return _configured_path(key, configured)
+        return _configured_path(key, configured, hint)
     if environ.get(envvar):
-        return _configured_path(envvar, environ[envvar])
+        return _configured_path(envvar, environ[envvar], hint)
     return _on_path(names, environ)
 
 
 def find_chrome(settings: Browser, environ: Mapping[str, str] | None = None) -> Path:
-    """The browser binary: [browser] chrome, RUNBOOK_CHROME, PATH, then Chrome's usual install places."""
+    """The browser binary of `[browser] kind`: [browser] chrome, RUNBOOK_CHROME (RUNBOOK_EDGE), PATH, then the
+    browser's usual install places."""
     environ = os.environ if environ is None else environ
+    kind = browser_kind(settings)
     found = _configured_or_on_path(
-        "[browser] chrome", settings.chrome, "RUNBOOK_CHROME", CHROME_NAMES, environ
+        "[browser] chrome", settings.chrome, kind.browser_env, kind.browser_names, environ, kind.install_hint
     )
     if found is not None:
         return found
-    places = [Path(environ[var]) / rel for var, rel in _WINDOWS_CHROME if environ.get(var)]
-    places += [Path(p) for p in _MAC_CHROME]
+    places = [Path(environ[var]) / rel for var, rel in kind.install_places if environ.get(var)]
+    places += [Path(p) for p in kind.mac_places]
     for place in places:
         if place.is_file():
             return place
+    short = "Edge" if kind.name == "edge" else "Chrome"
     raise BrowserUnavailable(
-        "no Chromium or Chrome found (looked at [browser] chrome, RUNBOOK_CHROME, PATH for "
-        f"{', '.join(CHROME_NAMES)}, and Chrome's install folders); {INSTALL_HINT}"
+        f"no {kind.label} found (looked at [browser] chrome, {kind.browser_env}, PATH for "
+        f"{', '.join(kind.browser_names)}, and {short}'s install folders); {kind.install_hint}"
     )
 
 
 def find_chromedriver(settings: Browser, environ: Mapping[str, str] | None = None) -> Path:
-    """The driver binary: [browser] chromedriver, RUNBOOK_CHROMEDRIVER, then PATH. Never downloaded."""
+    """The driver binary of `[browser] kind` (chromedriver, msedgedriver): [browser] chromedriver,
+    RUNBOOK_CHROMEDRIVER (RUNBOOK_MSEDGEDRIVER), then PATH. Never downloaded."""
     environ = os.environ if environ is None else environ
+    kind = browser_kind(settings)
     found = _configured_or_on_path(
-        "[browser] chromedriver", settings.chromedriver, "RUNBOOK_CHROMEDRIVER", CHROMEDRIVER_NAMES, environ
+        "[browser] chromedriver",
+        settings.chromedriver,
+        kind.driver_env,
+        (kind.driver,),
+        environ,
+        kind.install_hint,
     )
     if found is not None:
         return found
     raise BrowserUnavailable(
-        f"no chromedriver found (looked at [browser] chromedriver, RUNBOOK_CHROMEDRIVER and PATH); {INSTALL_HINT}"
+        f"no {kind.driver} found (looked at [browser] chromedriver, {kind.driver_env} and PATH); {kind.install_hint}"
     )
 
 
@@ -441,6 +514,7 @@ class BrowserSession(ABC):
         source: str = "",
     ) -> None:
         self.settings = settings
+        self.kind = browser_kind(settings)
         self.remote_url = remote_url
         self.environ = os.environ if environ is None else environ
         # The environment file, for the operator's messages ("add ... to [browser] args in <source>").
@@ -491,7 +565,12 @@ class BrowserSession(ABC):
         self.info |= {
             "browser": caps.get("browserName"),
             "browser_version": caps.get("browserVersion"),
-            "driver_version": str((caps.get("chrome") or {}).get("chromedriverVersion", "")).split(" ")[0]
+            # chromedriver: {"chrome": {"chromedriverVersion"}}; msedgedriver: {"msedge": {"msedgedriverVersion"}}
+            "driver_version": str(
+                (caps.get("msedge" if self.kind.name == "edge" else "chrome") or {}).get(
+                    f"{self.kind.driver}Version", ""
+                )
+            ).split(" ")[0]
             or None,
         }
         action.target = self.target
@@ -655,8 +734,10 @@ class BrowserSession(ABC):
 
     def _options(self) -> ChromeOptions:
         from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.edge.options import Options as EdgeOptions
 
-        options = Options()
+        # Edge is a Chromium: the same flags, under ms:edgeOptions (browserName MicrosoftEdge).
+        options: ChromeOptions = EdgeOptions() if self.kind.name == "edge" else Options()  # type: ignore[assignment]
         for arg in BROWSER_ARGS:
             options.add_argument(arg)
         options.add_argument("--window-size={},{}".format(*self.window))
@@ -664,7 +745,7 @@ class BrowserSession(ABC):
             for arg in self.scope.args():
                 options.add_argument(arg)
             # Network events only (no page or timeline events): what each page asked for, read at every open().
-            options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+            options.set_capability(f"{self.kind.vendor}:loggingPrefs", {"performance": "ALL"})
             options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
         return options
 
@@ -707,8 +788,12 @@ class LocalChromium(BrowserSession):
 
     def _create(self, options: ChromeOptions) -> WebDriver:
         from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.chrome.service import Service as ChromeService
+        from selenium.webdriver.chromium.service import ChromiumService
+        from selenium.webdriver.edge.service import Service as EdgeService
 
+        edge = self.kind.name == "edge"
+        Service: type[ChromiumService] = EdgeService if edge else ChromeService
         self.chrome = find_chrome(self.settings, self.environ)
         self.chromedriver = find_chromedriver(self.settings, self.environ)
         # A fresh profile per run: no cookie, cache or session of an earlier run leaks into this one's checks.
@@ -727,8 +812,8 @@ class LocalChromium(BrowserSession):
         }
         record = self.record
 
-        class RecordedService(Service):
-            """chromedriver on record the moment it exists: a runner killed during the start leaves nothing that
+        class RecordedService(Service):  # type: ignore[misc,valid-type]
+            """chromedriver (msedgedriver) on record the moment it exists: a runner killed during the start leaves nothing that
             the next run cannot find (Chromium descends from it)."""
 
             def _start_process(self, path: str) -> None:
@@ -756,7 +841,10 @@ class LocalChromium(BrowserSession):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             options.ignore_local_proxy_environment_variables()
-        driver = webdriver.Chrome(service=service, options=options)
+        if edge:
+            driver: WebDriver = webdriver.Edge(service=service, options=options)  # type: ignore[arg-type]
+        else:
+            driver = webdriver.Chrome(service=service, options=options)
         if self.record is not None and service.process is not None:
             try:
                 self._write_record(self.record.with_driver(service.process.pid))
@@ -921,6 +1009,7 @@ class BrowserToolCheck:
     driver_version: str = ""
     duration_s: float = 0.0
     answered: bool = False  # remote: the Grid answered /status (whatever it said)
+    driver_name: str = "chromedriver"  # msedgedriver for [browser] kind = "edge"
 
     @property
     def ok(self) -> bool:
@@ -930,7 +1019,7 @@ class BrowserToolCheck:
         if self.backend == "remote":
             where = f"Selenium Grid {self.browser}"
             return f"{where}: ready" if self.ok else "; ".join(self.problems)
-        found = f"{self.browser} {self.browser_version or '(version unknown)'} with chromedriver {self.driver_version or '(version unknown)'}"
+        found = f"{self.browser} {self.browser_version or '(version unknown)'} with {self.driver_name} {self.driver_version or '(version unknown)'}"
         return found if self.ok else "; ".join(self.problems)
 
 
@@ -943,11 +1032,12 @@ def check_browser_tools(
     Remote: the Grid answers `<remote_url>/status` with ready true. Nothing is downloaded or started.
     """
     started = time.perf_counter()
+    kind = browser_kind(settings)
     if remote_url:
-        check = BrowserToolCheck("remote", browser=remote_url)
-        _check_grid(check, remote_url)
+        check = BrowserToolCheck("remote", browser=remote_url, driver_name=kind.driver)
+        _check_grid(check, remote_url, kind)
     else:
-        check = BrowserToolCheck("local")
+        check = BrowserToolCheck("local", driver_name=kind.driver)
         _check_local(check, settings, os.environ if environ is None else environ)
     check.duration_s = round(time.perf_counter() - started, 4)
     return check
@@ -976,7 +1066,14 @@ def _check_local(check: BrowserToolCheck, settings: Browser, environ: Mapping[st
     check.problems += [p for p in (browser_problem, driver_problem) if p]
     if check.browser_version and check.driver_version:
         browser_major, driver_major = (v.split(".")[0] for v in (check.browser_version, check.driver_version))
-        if browser_major != driver_major:
+        if browser_major != driver_major and browser_kind(settings).name == "edge":
+            check.problems.append(
+                f"the browser {chrome} is version {check.browser_version} but msedgedriver {chromedriver} is "
+                f"{check.driver_version}: msedgedriver drives only its own major version ({browser_major} here); "
+                f"download the msedgedriver of Edge's version from {MSEDGEDRIVER_DOWNLOAD} and point "
+                "[browser] chromedriver / RUNBOOK_MSEDGEDRIVER at it"
+            )
+        elif browser_major != driver_major:
             check.problems.append(
                 f"the browser {chrome} is version {check.browser_version} but chromedriver {chromedriver} is "
                 f"{check.driver_version}: chromedriver drives only its own major version ({browser_major} here); "
@@ -1032,7 +1129,7 @@ def _command_version(binary: Path) -> tuple[str, str | None]:
     return found.group(0), None
 
 
-def _check_grid(check: BrowserToolCheck, remote_url: str) -> None:
+def _check_grid(check: BrowserToolCheck, remote_url: str, kind: BrowserKind = KINDS["chrome"]) -> None:
     try:
         _check_grid_url(remote_url)
     except DriverError as exc:
@@ -1072,10 +1169,12 @@ def _check_grid(check: BrowserToolCheck, remote_url: str) -> None:
             "node with Chrome to register, or start one"
         )
         return
-    _check_grid_nodes(check, remote_url, value.get("nodes") if isinstance(value, dict) else None)
+    _check_grid_nodes(check, remote_url, value.get("nodes") if isinstance(value, dict) else None, kind)
 
 
-def _check_grid_nodes(check: BrowserToolCheck, remote_url: str, nodes: object) -> None:
+def _check_grid_nodes(
+    check: BrowserToolCheck, remote_url: str, nodes: object, kind: BrowserKind = KINDS["chrome"]
+) -> None:
     """A ready Grid must also have a Chrome slot on a node that is up: a request for Chrome on a Grid without
     one would wait in its queue until the Grid's session request timeout (5 minutes by default)."""
     if not isinstance(nodes, list):
@@ -1091,7 +1190,7 @@ def _check_grid_nodes(check: BrowserToolCheck, remote_url: str, nodes: object) -
                 continue
             name = str(stereotype.get("browserName") or "")
             offered.add(name)
-            if name.lower() in ("chrome", "chromium"):
+            if name.lower() in kind.grid_names:
                 chrome_versions.add(str(stereotype.get("browserVersion") or ""))
     if chrome_versions:
         check.browser_version = ", ".join(sorted(v for v in chrome_versions if v))
@@ -1101,7 +1200,12 @@ def _check_grid_nodes(check: BrowserToolCheck, remote_url: str, nodes: object) -
         if offered
         else "no node is up"
     )
+    wanted = (
+        "Microsoft Edge (browserName MicrosoftEdge)"
+        if kind.name == "edge"
+        else "Chrome or Chromium (browserName chrome)"
+    )
     check.problems.append(
-        f"Selenium Grid {remote_url} is ready but {has}: the browser rows need a node with Chrome or Chromium "
-        "(browserName chrome); start one, or point --selenium-remote / [browser] remote at a Grid that has one"
+        f"Selenium Grid {remote_url} is ready but {has}: the browser rows need a node with {wanted}; start one, "
+        "or point --selenium-remote / [browser] remote at a Grid that has one"
     )

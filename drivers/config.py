@@ -194,8 +194,11 @@ class Axe:
 
 @dataclass(frozen=True)
 class Browser:
-    chrome: str = ""  # browser binary; empty = chromium / chromium-browser / google-chrome on PATH
-    chromedriver: str = ""  # driver binary; empty = chromedriver on PATH (never downloaded)
+    # chrome: Chromium or Google Chrome with chromedriver; edge: Microsoft Edge with msedgedriver (drivers.browser)
+    kind: str = field(default="chrome", metadata=_choice("chrome", "edge"))
+    # Empty = found on PATH: chromium / chromium-browser / google-chrome (edge: msedge / microsoft-edge).
+    chrome: str = ""  # browser binary
+    chromedriver: str = ""  # driver binary: chromedriver (edge: msedgedriver); never downloaded
     remote: str = ""  # a Selenium Grid URL (remote WebDriver) instead of a local browser
     # Extra browser arguments, for local and remote sessions (a Grid node running as root needs --no-sandbox
     # and the other root-safe flags README "Selenium Grid" lists).

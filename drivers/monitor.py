@@ -101,6 +101,7 @@ class MonitorResult:
     metrics: dict[str, MetricSeries] = field(default_factory=dict)
     metric_rounds_skipped: int = 0  # ticks whose round was skipped: the previous one was still running
     breach_source: str | None = None  # "probe", "metric NAME" or "window" (p95 / error rate at the end)
+    interrupted: bool = False  # the window was cut short on request (`stop`, e.g. the operator's Ctrl-C)
 
     @property
     def latencies(self) -> list[float]:
@@ -131,6 +132,7 @@ class MonitorResult:
             "breach_source": self.breach_source,
             "metrics": {name: m.summary() for name, m in self.metrics.items()},
             "metric_rounds_skipped": self.metric_rounds_skipped,
+            "interrupted": self.interrupted,
         }
 
     def metrics_event(self) -> dict[str, object]:
@@ -179,6 +181,9 @@ class MonitorResult:
                 )
 
 
+STOP_POLL_S = 0.05  # how often a wait looks at `Monitor.stop`
+
+
 class Monitor:
     def __init__(
         self,
@@ -195,6 +200,7 @@ class Monitor:
         on_alert: Callable[[MonitorResult], None] | None = None,
         on_breach: Callable[[MonitorResult], None] | None = None,
         metrics: MetricsEvaluator | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.prober = prober
         self.url = url
@@ -208,6 +214,9 @@ class Monitor:
         self.on_alert = on_alert
         self.on_breach = on_breach
         self.metrics = metrics if metrics is not None and metrics.config.queries else None
+        # Set from outside (the operator's Ctrl-C): the window ends at the next wait, within STOP_POLL_S, or
+        # after the probe in flight; an interrupted window is not judged (no breach), the caller decides.
+        self.stop = stop if stop is not None else threading.Event()
         self._consecutive = 0
 
     def _ok(self, result: ProbeResult) -> tuple[bool, str | None]:
@@ -320,6 +329,19 @@ class Monitor:
                 result.metrics[name] = MetricSeries(name, query, q.max, q.min, q.unit, q.no_data)
         return result
 
+    def _next_round(
+        self, rounds: queue.Queue[tuple[float, str, list[Evaluation]]], until: float
+    ) -> tuple[float, str, list[Evaluation]] | None:
+        """The next metric round to arrive before `until` (monotonic); None at `until` or once `stop` is set
+        (looked at every STOP_POLL_S, so a Ctrl-C never waits for the end of an interval)."""
+        while True:
+            left = until - time.monotonic()
+            try:
+                return rounds.get(timeout=max(0.0, min(left, STOP_POLL_S)))
+            except queue.Empty:
+                if left <= STOP_POLL_S or self.stop.is_set():
+                    return None
+
     def run(self) -> MonitorResult:
         result = self._new_result()
         evaluator = self.metrics
@@ -335,10 +357,10 @@ class Monitor:
             judged when `last`; True on a breach."""
             nonlocal in_flight
             while True:
-                try:
-                    began, ts, evaluations = rounds.get(timeout=max(0.0, until - time.monotonic()))
-                except queue.Empty:
+                arrived = self._next_round(rounds, until)
+                if arrived is None:
                     return False
+                began, ts, evaluations = arrived
                 in_flight = None
                 if self._judge_round(result, start, began, ts, evaluations, failures):
                     return True
@@ -346,7 +368,7 @@ class Monitor:
                     return False
 
         breached = False
-        while not breached:
+        while not breached and not self.stop.is_set():
             if evaluator is not None:
                 if in_flight is None or not in_flight.is_alive():
                     in_flight = self._start_round(rounds)
@@ -367,6 +389,14 @@ class Monitor:
                         breached = drain(time.monotonic() + evaluator.config.timeout_s + 1.0, last=True)
                     break
                 breached = drain(due)
+        return self._conclude(result, breached)
+
+    def _conclude(self, result: MonitorResult, breached: bool) -> MonitorResult:
+        """The end of the window: an alert, the window's own judgement, the breach handler; a window cut short by
+        `stop` is not judged (no breach): the caller decides what an interruption means."""
+        if self.stop.is_set() and not breached:
+            result.interrupted = True
+            return result
         if breached and self.on_alert is not None:
             self.on_alert(result)
         if result.breach is None:

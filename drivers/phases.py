@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ROLLBACK, BLUEGREEN, MATRIX = "rollback", "bluegreen", "matrix"
+SWITCH_BACK = "switch_back"  # an operator sends traffic back to the warm standby at once
 _ALL = frozenset({ROLLBACK, BLUEGREEN, MATRIX})
 
 
@@ -32,7 +33,7 @@ class Phase:
         return bool(self.marker)
 
 
-# In the one total order that agrees with each flow's own order (a run never mixes the two flows).
+# In the one total order that agrees with each flow's own order (a run never mixes flows).
 PHASES: tuple[Phase, ...] = (
     Phase("PRE", "preconditions: packages, webhook, tools, approval, which slot is live", _ALL),
     Phase("RB-1", "announce the rollback before the service is touched", frozenset({ROLLBACK})),
@@ -49,12 +50,16 @@ PHASES: tuple[Phase, ...] = (
     Phase("BG-3", "approval, then announce and prepare the switch", frozenset({BLUEGREEN})),
     Phase("BG-4", "switch traffic to the idle slot and monitor", frozenset({BLUEGREEN})),
     Phase("BG-5", "keep the previously live slot as a warm standby", frozenset({BLUEGREEN})),
+    Phase("SB-1", "the warm standby serves the previous version, healthy; approval", frozenset({SWITCH_BACK})),
+    Phase("SB-2", "switch traffic back to the warm standby", frozenset({SWITCH_BACK})),
+    Phase("SB-3", "verify the standby through the public address and announce it", frozenset({SWITCH_BACK})),
 )  # fmt: skip
 
 # The markers that are not a row's own: a flow's, and the CI gate's exclusion.
 FLOW_MARKERS: dict[str, str] = {
     ROLLBACK: "single-node rollback flow (playbook §6)",
     BLUEGREEN: "Blue/Green release flow (playbook §5)",
+    SWITCH_BACK: "switch traffic back to the warm standby at once, after a release (playbook §5, §7)",
     "traffic": "phases that switch or hold production traffic (BG-4, BG-5); excluded by the CI gate",
 }
 
@@ -62,13 +67,16 @@ BY_ID: dict[str, Phase] = {p.id: p for p in PHASES}
 ORDER: tuple[str, ...] = tuple(p.id for p in PHASES)
 ROWS: tuple[str, ...] = tuple(p.id for p in PHASES if p.is_row)
 FLOWS: dict[str, tuple[str, ...]] = {
-    flow: tuple(p.id for p in PHASES if flow in p.flows) for flow in (ROLLBACK, BLUEGREEN, MATRIX)
+    flow: tuple(p.id for p in PHASES if flow in p.flows)
+    for flow in (ROLLBACK, BLUEGREEN, SWITCH_BACK, MATRIX)
 }
 # The phases only one flow runs: selecting one of them decides the flow.
 OWN_PHASES: dict[str, frozenset[str]] = {
-    flow: frozenset(p.id for p in PHASES if p.flows == {flow}) for flow in (ROLLBACK, BLUEGREEN)
+    flow: frozenset(p.id for p in PHASES if p.flows == {flow}) for flow in (ROLLBACK, BLUEGREEN, SWITCH_BACK)
 }
-CHANGING_FLOWS = frozenset({ROLLBACK, BLUEGREEN})  # the flows that stop, deploy or switch something
+# The flows that stop, deploy or switch something.
+CHANGING_FLOWS = frozenset({ROLLBACK, BLUEGREEN, SWITCH_BACK})
+SLOT_FLOWS = frozenset({BLUEGREEN, SWITCH_BACK})  # the flows that act on two slots behind a router
 RECORDING: frozenset[str] = frozenset(p.id for p in PHASES if p.recording)
 
 
@@ -81,4 +89,4 @@ def markers() -> dict[str, str]:
 
 def row_markers() -> frozenset[str]:
     """The markers that make a test a runbook test (it then needs its phase mark)."""
-    return frozenset({ROLLBACK, BLUEGREEN, *(p.marker for p in PHASES if p.is_row)})
+    return frozenset({ROLLBACK, BLUEGREEN, SWITCH_BACK, *(p.marker for p in PHASES if p.is_row)})

@@ -21,7 +21,7 @@ from drivers.base import plain_error
 from drivers.config import redact_text
 from plugins import journal as journal_mod
 from plugins.flow import one_line, phase_of
-from plugins.report import attach_html_report, html_unavailable
+from plugins.report import attach_html_report, html_unavailable, run_context
 from plugins.state import RunbookRun, describe, run_key
 
 
@@ -102,6 +102,7 @@ def start_bundle(session: pytest.Session, run: RunbookRun) -> None:
                 "keep_lab": run.options.keep_lab,
                 "evidence_dir": str(run.options.evidence_dir),
             },
+            **run_context(run),  # reason, who ran it (OS user @ host), the operator's local time zone
         },
         phase=None,
     )

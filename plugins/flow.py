@@ -91,14 +91,25 @@ def determine_flow(config: pytest.Config, items: list[pytest.Item]) -> Plan | No
             phases.setdefault(phase, []).append(item)
     if not phases:
         return None
-    flows = sorted(flow for flow, own in table.OWN_PHASES.items() if own & phases.keys())
+    flows = [flow for flow, own in table.OWN_PHASES.items() if own & phases.keys()]
     if len(flows) > 1:
         mixed = ", ".join(sorted(p for p in phases if p not in table.FLOWS[table.MATRIX]))
+        which = (
+            f"both the {flows[0]} and the {flows[1]} flow"
+            if len(flows) == 2
+            else "the " + ", ".join(flows) + " flows"
+        )
         raise pytest.UsageError(
-            f"-m {config.option.markexpr or '(none)'}: selects phases of both the rollback and the bluegreen "
-            f"flow ({mixed}); run one flow at a time: -m rollback or -m bluegreen"
+            f"-m {config.option.markexpr or '(none)'}: selects phases of {which} ({mixed}); run one flow at a "
+            "time: " + " or ".join(f"-m {f}" for f in table.OWN_PHASES)
         )
     flow = flows[0] if flows else table.MATRIX
+    stray = sorted(set(phases) - set(table.FLOWS[flow]), key=_RANK.__getitem__)
+    if stray:
+        raise pytest.UsageError(
+            f"-m {config.option.markexpr or '(none)'}: the {flow} flow does not run {', '.join(stray)}; "
+            f"select it alone (-m {flow})"
+        )
     ordered = [item for phase in table.FLOWS[flow] for item in phases.get(phase, [])]
     return Plan(flow, ordered, {phase: phases[phase] for phase in table.FLOWS[flow] if phase in phases})
 
@@ -150,6 +161,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         # A worker of a parallel run: the controller keeps the phases; wait until the earlier ones ended.
         blocked = item.config.hook.pytest_runbook_wait_for_gate(config=item.config, run=run, phase=phase)
     else:
+        if run.blocked_by is None or run.blocked_by[0] == phase or phase in table.RECORDING:
+            # --step (plugins/step.py): the operator approves the phase before it starts; may skip or fail it.
+            item.config.hook.pytest_runbook_approve_phase(config=item.config, run=run, phase=phase, item=item)
         start_phase(run, phase, item)
         blocked = run.blocked_by
     if blocked and blocked[0] != phase and phase not in table.RECORDING:
@@ -157,12 +171,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"blocked by {blocked[0]}: {blocked[1]}")
 
 
-def start_phase(run: RunbookRun, phase: str, item: pytest.Item | None) -> None:
-    """Journal the start of a phase, once; its title is the runbook module's docstring."""
+def start_phase(
+    run: RunbookRun, phase: str, item: pytest.Item | None, config: pytest.Config | None = None
+) -> None:
+    """Journal the start of a phase, once; its title is the runbook module's docstring. The one place a phase
+    starts (a serial run here, a parallel run's controller from the Gatekeeper): `pytest_runbook_phase_started`."""
     record = run.phases[phase]
     if record.started is None:
         record.started = now_iso()
         run.record("phase.start", {"title": phase_title(item) if item else ""}, phase=phase)
+        config = config if config is not None else (item.config if item is not None else None)
+        if config is not None:
+            config.hook.pytest_runbook_phase_started(config=config, run=run, phase=phase)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -212,7 +232,8 @@ class Gatekeeper:
         if events is not None:
             if report.when == "setup":
                 plan = self.config.stash.get(plan_key, None)
-                start_phase(run, phase, next(iter(plan.phases.get(phase, []) if plan else []), None))
+                first = next(iter(plan.phases.get(phase, []) if plan else []), None)
+                start_phase(run, phase, first, self.config)
             for event in events:
                 run.append(event)
         record = _gate(run, phase, report)
@@ -313,6 +334,29 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return True
 
 
+def phase_section(phase: str, items: list[pytest.Item], run: RunbookRun | None) -> list[str]:
+    """One phase of the plan: its title, its tests as a checklist, and what it acts on in this run (the
+    targets, plugins.step); `--runbook-plan` prints every section, `--step` the next one before asking."""
+    title = phase_title(items[0])
+    heading = f"## {title}" if title.startswith(phase) else f"## {phase}" + (f" — {title}" if title else "")
+    lines = [heading, ""]
+    for item in items:
+        doc = " ".join((getattr(getattr(item, "obj", None), "__doc__", None) or "").split())
+        label = doc or item.name
+        lines.append(f"- [ ] {label}  `{item.nodeid}`")
+    if phase in table.RECORDING:
+        lines.append("  (recording phase: runs even after a failed gate)")
+    if run is not None:
+        from plugins.step import phase_targets
+
+        targets = phase_targets(run, phase)
+        if targets:
+            header = f"In this run, {phase} ({table.BY_ID[phase].title}):"
+            lines += ["", header] + [f"  - {run.env.redact(t)}" for t in targets]
+    lines.append("")
+    return lines
+
+
 def render_plan(plan: Plan, config: pytest.Config) -> str:
     run = config.stash.get(run_key, None)
     env = f" against {run.env.name}" if run else ""
@@ -320,18 +364,7 @@ def render_plan(plan: Plan, config: pytest.Config) -> str:
     if config.option.markexpr:
         lines += [f"Selected with `-m {config.option.markexpr}`.", ""]
     for phase, items in plan.phases.items():
-        title = phase_title(items[0])
-        lines.append(
-            f"## {title}" if title.startswith(phase) else f"## {phase}" + (f" — {title}" if title else "")
-        )
-        lines.append("")
-        for item in items:
-            doc = " ".join((getattr(getattr(item, "obj", None), "__doc__", None) or "").split())
-            label = doc or item.name
-            lines.append(f"- [ ] {label}  `{item.nodeid}`")
-        if phase in table.RECORDING:
-            lines.append("  (recording phase: runs even after a failed gate)")
-        lines.append("")
+        lines += phase_section(phase, items, run)
     problems = config.stash.get(plan_problems_key, [])
     if problems and run is not None:
         lines += ["## Preflight would refuse this run", ""]

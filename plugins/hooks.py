@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from drivers.monitor import MonitorResult, Sample
     from plugins.state import PhaseRecord, RunbookRun
 
 
@@ -37,5 +38,42 @@ def pytest_runbook_wait_for_gate(
 
 
 @pytest.hookspec
+def pytest_runbook_approve_phase(
+    config: pytest.Config, run: RunbookRun, phase: str, item: pytest.Item
+) -> None:
+    """In a serial run, before each test of `phase` while the gate is open (or closed by this phase, or the phase
+    records), before the phase starts: `--step` (plugins/step.py) asks the operator here. An implementation
+    lets the test run by returning, or skips or fails it as `pytest_runtest_setup` does (`pytest.skip`,
+    `pytest.fail`), after journalling the phase's start itself (plugins.flow.start_phase)."""
+
+
+@pytest.hookspec
 def pytest_runbook_phase_ended(config: pytest.Config, run: RunbookRun, record: PhaseRecord) -> None:
     """Every test of a phase has finished (its outcome is in `record`); in a parallel run, on the controller."""
+
+
+@pytest.hookspec
+def pytest_runbook_phase_started(config: pytest.Config, run: RunbookRun, phase: str) -> None:
+    """A phase starts (once, before its first test runs; in a parallel run, on the controller when the first
+    report of it arrives). Its `phase.start` event is journalled already."""
+
+
+@pytest.hookspec
+def pytest_runbook_monitor_started(
+    config: pytest.Config, run: RunbookRun, url: str, probes: int, interval_s: float, duration_s: float
+) -> None:
+    """The monitoring window after the switch (BG-4) starts: `probes` probes of `url`, one every `interval_s`
+    for `duration_s` (fewer when a breach stops it). Called where the monitor runs (a worker in a parallel
+    run). An implementation must not raise: the window is timed."""
+
+
+@pytest.hookspec
+def pytest_runbook_monitor_probe(config: pytest.Config, run: RunbookRun, sample: Sample) -> None:
+    """One probe of the monitoring window was recorded (called from the monitor's loop, at once: an
+    implementation must be quick and must not raise)."""
+
+
+@pytest.hookspec
+def pytest_runbook_monitor_ended(config: pytest.Config, run: RunbookRun, result: MonitorResult) -> None:
+    """The monitoring window ended (every probe done, or stopped by a breach, which `result.breach` names; any
+    rollback it caused has run)."""

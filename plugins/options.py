@@ -31,6 +31,20 @@ def approver_name(value: str) -> str:
 approver_name.__name__ = "approver name (letters, digits, space . @ ' -)"
 
 
+REASON_MAX = 300
+
+
+def reason_text(value: str) -> str:
+    """--reason TEXT: one line of words; runs of white space (a pasted line break) become one space."""
+    text = " ".join(value.split())
+    if not text or len(text) > REASON_MAX or any(not c.isprintable() for c in text):
+        raise ValueError(value)
+    return text
+
+
+reason_text.__name__ = f"reason (one line of words, 1 to {REASON_MAX} characters)"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("runbook", "DR & rollback runbook")
     group.addoption("--env", dest="runbook_env", metavar="NAME", help=HELP_ENV)
@@ -51,6 +65,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         type=approver_name,
         help="approval for BG-3 (required outside Lab); recorded in the journal and the notification.",
+    )
+    group.addoption(
+        "--reason",
+        dest="runbook_reason",
+        metavar="TEXT",
+        type=reason_text,
+        help='why this run, in words (e.g. "CHG-1234 quarterly DR drill"); journalled and shown in the report.',
     )
     group.addoption(
         "--lab-fault",
@@ -141,9 +162,54 @@ def resolve_env_path(config: pytest.Config) -> Path | None:
     return path
 
 
+# The runbook's options whose value is a path. pytest chooses its root folder and ini file from the test paths of
+# its very first parse of the command line, before any conftest's options are known (an installed runbook's are,
+# plugins/entry.py): there `--env-file PATH` reads PATH as a test path.
+PATH_OPTIONS = ("--env-file", "--evidence-dir")
+
+
+def check_separated_paths(config: pytest.Config) -> None:
+    """`--env-file PATH` (with a space) works when pytest chose the same root folder and ini file as it would
+    have for `--env-file=PATH`; otherwise a usage error says to write `--env-file=PATH`."""
+    if hasattr(config, "workerinput"):
+        return
+    args = [str(a) for a in config.invocation_params.args]
+    separated = [(opt, args[i + 1]) for i, opt in enumerate(args[:-1]) if opt in PATH_OPTIONS]
+    if not separated:
+        return
+    try:
+        from _pytest.config.findpaths import determine_setup
+
+        rootpath, inipath, *_ = determine_setup(
+            inifile=config.option.inifilename,
+            override_ini=config.option.override_ini,
+            args=[str(a) for a in config.option.file_or_dir],
+            rootdir_cmd_arg=config.option.rootdir or None,
+            invocation_dir=config.invocation_params.dir,
+        )
+        same = rootpath == config.rootpath and inipath == config.inipath
+    except (ImportError, TypeError, ValueError):
+        # pytest's private API changed: judge by the root folder alone.
+        same = all(
+            (config.invocation_params.dir / value).resolve().is_relative_to(config.rootpath)
+            for _, value in separated
+        )
+        rootpath = config.invocation_params.dir
+    if same:
+        return
+    opt, value = separated[0]
+    ini = f"{config.inipath}" if config.inipath else "no pytest.ini"
+    raise pytest.UsageError(
+        f"{opt} {value}: write {opt}={value} (with '='): pytest read {value} as a test path before the "
+        f"runbook's options were known, and so took {config.rootpath} ({ini}) as the project folder instead "
+        f"of {rootpath}"
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     faults = tuple(config.getoption("runbook_lab_faults") or ())
+    check_separated_paths(config)
     path = resolve_env_path(config)
     if path is None:
         if faults:
@@ -187,6 +253,7 @@ def pytest_configure(config: pytest.Config) -> None:
         rollback_policy=str(config.getoption("runbook_rollback")),
         selenium_remote=config.getoption("runbook_selenium_remote") or env.browser.remote,
         confirm_env=config.getoption("runbook_confirm_env"),
+        reason=config.getoption("runbook_reason") or "",
         env_argument=env_argument(config),
         parallel=f"-n {len(config.option.tx)}" if parallel else "",
         dist=str(getattr(config.option, "dist", "no")),

@@ -31,7 +31,7 @@ from drivers.config import Environment, RouterNginx
 from drivers.deploy import DEPLOY_DRIVERS
 from drivers.nginx import settings_problems as nginx_settings_problems
 from drivers.notify import FORMATS
-from drivers.phases import BLUEGREEN, CHANGING_FLOWS
+from drivers.phases import CHANGING_FLOWS, SLOT_FLOWS, SWITCH_BACK
 from drivers.router import ROUTER_DRIVERS
 from drivers.zap import SCANNERS
 from drivers.zap_rules import RulesError, load_rules
@@ -61,6 +61,8 @@ def command_verbs_needed(env: Environment, flow: str, phases: Iterable[str]) -> 
             needed += ["stop_site"]
     if flow == "bluegreen" and env.drivers.router == "command":
         needed += ["active"] + (["switch"] if "BG-4" in phases else [])
+    if flow == SWITCH_BACK and env.drivers.router == "command":
+        needed += ["active"] + (["switch"] if "SB-2" in phases else [])  # switch-back stops nothing
     return list(dict.fromkeys(needed))
 
 
@@ -76,6 +78,7 @@ def check(run: RunbookRun, phases: Iterable[str], *, plan_only: bool) -> list[st
     problems += _files(run, flow)
     problems += _scope(env, flow)
     problems += _parallel(run, flow)
+    problems += _switch_back(env, flow)
     if not plan_only:
         problems += _evidence_dir(run)
         problems += _approval(run, flow)
@@ -109,6 +112,33 @@ def _parallel(run: RunbookRun, flow: str) -> list[str]:
     return []
 
 
+def _switch_back(env: Environment, flow: str) -> list[str]:
+    """What the switch-back flow needs beyond a changing flow's sections: both slots' own addresses (the standby
+    is checked there before traffic goes to it) and every ${VAR} of the sections it reads."""
+    if flow != SWITCH_BACK:
+        return []
+    src = str(env.source)
+    found = [
+        f"{src}: [slots] {slot}: required for the switch_back flow (the standby is checked on its own address)"
+        for slot in ("blue", "green")
+        if not env.is_lab and not getattr(env.slots, slot)
+    ]
+    if not env.is_lab:
+        if not env.notify.webhook_url and "[notify] webhook_url" not in env.unset:
+            found.append(f"{src}: [notify] webhook_url: required for the switch_back flow")
+        if "paths" not in env.present:
+            found.append(
+                f"{src}: [paths]: required for the switch_back flow outside the Lab: log_dirs (playbook §3.4) "
+                "and timeline_dir (§9) on this machine"
+            )
+    for label, var in sorted(env.unset.items()):
+        if label.split("]")[0].strip("[").split(".")[0] in ("slots", "router", "approval"):
+            found.append(
+                f"{src}: {label}: ${{{var}}} is not set in the process environment (set {var} before the run)"
+            )
+    return found
+
+
 def _drivers(env: Environment, flow: str, rows: frozenset[str]) -> list[str]:
     """Every backend name the run will use, against the registry that defines the names (never a copy)."""
     src = str(env.source)
@@ -117,7 +147,7 @@ def _drivers(env: Environment, flow: str, rows: frozenset[str]) -> list[str]:
     if flow in CHANGING_FLOWS:
         uses.append(("[drivers] deploy", "deploy driver", env.drivers.deploy, DEPLOY_DRIVERS.names()))
         uses.append(("[notify] format", "notify format", env.notify.format, FORMATS.names()))
-    if flow == BLUEGREEN:
+    if flow in SLOT_FLOWS:
         uses.append(("[drivers] router", "router driver", env.drivers.router, ROUTER_DRIVERS.names()))
     if "DR-ZAP" in rows and env.row_configured("DR-ZAP"):
         uses.append(("[zap] engine", "scan engine", env.zap.engine, SCANNERS.names()))
@@ -133,7 +163,7 @@ def _nginx_router(run: RunbookRun, flow: str) -> list[str]:
     """[router.nginx] for a Blue/Green run through nginx (drivers/nginx.py `settings_problems`); in the Lab, which
     fills [router.nginx] in itself, [drivers] router and [lab] router must agree."""
     env = run.env
-    if flow != BLUEGREEN or env.drivers.router not in ("nginx", "lab"):
+    if flow not in SLOT_FLOWS or env.drivers.router not in ("nginx", "lab"):
         return []
     src = str(env.source)
     if env.is_lab:
@@ -208,7 +238,8 @@ def _files(run: RunbookRun, flow: str) -> list[str]:
     if env.service.ca_file:
         _must_exist(found, src, "[service] ca_file", project_path(run, env.service.ca_file))
     if flow in CHANGING_FLOWS and not env.is_lab:
-        _must_exist(found, src, "[packages] dir", project_path(run, env.packages.dir), folder=True)
+        if flow != SWITCH_BACK:  # a switch-back deploys nothing: the standby already serves
+            _must_exist(found, src, "[packages] dir", project_path(run, env.packages.dir), folder=True)
         if "paths" in env.present:
             for i, directory in enumerate(env.paths.log_dirs):
                 _must_exist(found, src, f"[paths] log_dirs[{i}]", project_path(run, directory), folder=True)
@@ -252,7 +283,7 @@ def _scope(env: Environment, flow: str) -> list[str]:
         return []
     allowed = {h.lower() for h in env.scope.allowed_hosts}
     urls = {"[service] base_url": env.service.base_url}
-    if flow == "bluegreen":
+    if flow in SLOT_FLOWS:
         urls |= {"[slots] blue": env.slots.blue, "[slots] green": env.slots.green}
     found = []
     for key, url in urls.items():

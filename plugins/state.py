@@ -37,6 +37,7 @@ class RunOptions:
     rollback_policy: str = "on-failure"
     selenium_remote: str = ""
     confirm_env: str | None = None
+    reason: str = ""  # --reason TEXT: why this run, in the operator's words (journalled in run.start)
     env_argument: str = "--env NAME"  # how the environment was given, repeated in rerun hints
     # "-n 2" when pytest-xdist runs this session on workers (this process is then the controller)
     parallel: str = ""
@@ -231,7 +232,8 @@ class RunbookRun:
 
     @property
     def approver(self) -> str | None:
-        given = self.of_kind("approval")
+        # An answer of skip or abort at a --step prompt is not an approval.
+        given = [d for d in self.of_kind("approval") if d.get("answer") in (None, "yes")]
         return str(given[-1]["approver"]) if given else None
 
     @property
@@ -320,7 +322,11 @@ def _action(d: Mapping[str, Any]) -> str:
 
 
 _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "run.start": lambda d: f"run started: env {d.get('env')}, flow {d.get('flow')}",
+    "run.start": lambda d: (
+        f"run started: env {d.get('env')}, flow {d.get('flow')}"
+        + (f", by {d['operator'].get('user')}@{d['operator'].get('host')}" if d.get("operator") else "")
+        + (f", reason: {d['reason']}" if d.get("reason") else "")
+    ),
     "run.end": lambda d: (
         f"run ended {d.get('outcome')}: version {d.get('version_from') or 'unknown'} -> "
         f"{d.get('version_to') or 'not reached'}, rollback {'ran' if d.get('rollback_ran') else 'did not run'}"
@@ -334,7 +340,11 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "notify": lambda d: (
         f"notify {d.get('event_type')}: {d.get('delivery')}" + (f" ({d['error']})" if d.get("error") else "")
     ),
-    "approval": lambda d: f"approved by {d.get('approver')}",
+    "approval": lambda d: (
+        f"approved by {d.get('approver')}"
+        if d.get("answer") in (None, "yes", "retry")
+        else f"{d.get('answer')} by {d.get('approver')} at the {d.get('prompt') or 'step'} prompt"
+    ),
     "rollback": lambda d: (
         f"rollback {d.get('from') or 'unknown'} -> {d.get('to') or 'unknown'}: {d.get('result')} ({d.get('reason')})"
     ),

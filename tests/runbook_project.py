@@ -15,6 +15,8 @@ PLUGINS = [
     "plugins.report",
     "plugins.evidence",
     "plugins.distributed",
+    "plugins.progress",
+    "plugins.step",
     "fixtures.environment",
 ]
 
@@ -64,7 +66,8 @@ def make_runbook_project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A project with the runbook plugins, a remote environment file and an evidence dir of its own."""
     pytester.makeconftest(f"pytest_plugins = {PLUGINS!r}\n")
     # No markers here: the runbook registers its own from drivers/phases.py (--strict-markers proves it).
-    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    # -p no:mcms_runbook: where the runbook is installed (its pytest11 entry point), load only PLUGINS here.
+    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider -p no:mcms_runbook\n")
     (pytester.path / "environments").mkdir()
     (pytester.path / "environments" / "Remote.toml").write_text(remote_env())
     (pytester.path / "offline").mkdir()
