@@ -8,13 +8,15 @@ best effort).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,6 +76,27 @@ def python_executable() -> str:
 def python_argv(script: Path, *args: str) -> list[str]:
     """-I -S: no user site, no site-packages, no PYTHON* variables; faster start and nothing leaks in."""
     return [python_executable(), "-I", "-S", "-B", "-u", str(script), *args]
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives between a spawn and its record in state.json, and deliver it right
+    after: a KeyboardInterrupt in between would leave a process that no record names (nobody could stop it by
+    PID). Only in the main thread, where Python runs signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # the handler that owned Ctrl-C: pytest's, or the runbook's
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
 
 
 def spawn(name: str, argv: Sequence[str], log: Path, cwd: Path | None = None) -> ProcessRecord:

@@ -255,12 +255,16 @@ class Node:
         web_argv = procs.python_argv(app / "web.py", "--host", lab.host, "--port", str(self.port), *common)
         started = time.monotonic()
         # On record right after each spawn: a runner killed in between leaves nothing state.json does not name.
-        worker = procs.spawn(f"{self.slot}-worker", worker_argv, lab.app_log_dir / f"{self.slot}-worker.log")
-        self.processes["worker"] = worker
-        lab.save_state()
-        web = procs.spawn(f"{self.slot}-web", web_argv, lab.app_log_dir / f"{self.slot}-web.log")
-        self.processes["web"] = web
-        lab.save_state()
+        with procs.interrupts_deferred():  # a Ctrl-C between spawn and record is delivered after the record
+            worker = procs.spawn(
+                f"{self.slot}-worker", worker_argv, lab.app_log_dir / f"{self.slot}-worker.log"
+            )
+            self.processes["worker"] = worker
+            lab.save_state()
+        with procs.interrupts_deferred():
+            web = procs.spawn(f"{self.slot}-web", web_argv, lab.app_log_dir / f"{self.slot}-web.log")
+            self.processes["web"] = web
+            lab.save_state()
 
         def ready(reply: HttpReply) -> bool:
             if reply.status not in (200, 503):
@@ -477,14 +481,16 @@ class Lab:
                     "--log-dir",
                     str(self.notifications_log_dir),
                 )
-                self.sink = procs.spawn(
-                    "webhook-sink", argv, self.root / "logs" / "deploy" / "webhook-sink.log"
-                )
-                self.save_state()
+                with procs.interrupts_deferred():
+                    self.sink = procs.spawn(
+                        "webhook-sink", argv, self.root / "logs" / "deploy" / "webhook-sink.log"
+                    )
+                    self.save_state()
             # else: webhook_url keeps pointing at a port where nothing listens.
-            if bluegreen:
-                self._spawn_router()  # comes up while blue starts; it only needs blue once requests arrive
-            self.save_state()
+            with procs.interrupts_deferred():
+                if bluegreen:
+                    self._spawn_router()  # comes up while blue starts; it only needs blue once requests arrive
+                self.save_state()
             blue = self.slots["blue"]
             blue.deploy(stable if bluegreen else current)
             if "service-stopped" not in self.faults:

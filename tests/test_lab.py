@@ -941,3 +941,25 @@ def test_fault_release_puts_release_faults_into_the_running_package(tmp_path: Pa
             assert response.headers.get("X-Frame-Options") == "DENY"
     finally:
         clean.stop()
+
+
+def test_a_ctrl_c_between_a_spawn_and_its_record_is_delivered_after_the_record(tmp_path: Path) -> None:
+    """procs.interrupts_deferred: the SIGINT is held while a process is spawned and recorded, then raised as
+    pytest's KeyboardInterrupt once the record exists, so no Lab process is left that state.json does not name."""
+    import os
+    import signal
+
+    from lab import procs
+
+    done: list[str] = []
+
+    def spawn_and_record() -> None:
+        with procs.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here: held, not raised
+            done.append("recorded")
+
+    with pytest.raises(KeyboardInterrupt):
+        spawn_and_record()
+    assert done == ["recorded"], "the body ran to its end before the interrupt was delivered"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is back"
