@@ -180,7 +180,9 @@ def test_a_wheelhouse_without_the_windows_only_dependencies_is_caught(
             (crippled / wheel.name).symlink_to(wheel)
     roots = requirement_lines(ROOT / "requirements.txt")
     assert unsatisfied(crippled, roots, WINDOWS, WIN_PLATFORMS) == [
-        f'colorama>=0.4; sys_platform == "win32" (needed by pytest 9.2.0): no wheel for this platform in {crippled}'
+        'colorama==0.4.6; sys_platform == "win32" (needed by requirements.txt): no wheel for this platform in '
+        f"{crippled}",
+        f'colorama>=0.4; sys_platform == "win32" (needed by pytest 9.2.0): no wheel for this platform in {crippled}',
     ]
     assert unsatisfied(crippled, roots, LINUX, LINUX_PLATFORMS) == []
 
