@@ -95,6 +95,79 @@ class ProbeResult:
         }
 
 
+# What answers for a service that is not there: a gateway that cannot reach it (502) or not in time (504), or
+# something with nobody to hand the request to (503). stop_verdict explains why 503 counts, and when it does not.
+FRONT_STATUSES = frozenset({502, 503, 504})
+# The words of a health endpoint (ASP.NET Core's HealthStatus; the MCMS service reports them in "status").
+HEALTH_WORDS = frozenset({"healthy", "degraded", "unhealthy"})
+
+
+@dataclass(frozen=True)
+class StopVerdict:
+    """What the public address showed after stop_site: whether nothing serves there any more, as a sentence."""
+
+    stopped: bool
+    sentence: str
+
+
+def stop_verdict(result: ProbeResult) -> StopVerdict:
+    """Whether a probe of the health endpoint, sent after stop_site (RB-2), shows that the service no longer serves.
+
+    Stopped is:
+    - no connection at all (status -1: refused, reset or timed out): nothing listens at the address;
+    - a 502 or a 504: a gateway's own words (nginx, IIS ARR, a load balancer in front of the node), saying it
+      got no answer from the node behind it, or none in time;
+    - a 503, the normal IIS picture: HTTP.sys itself answers 503 for a site whose application pool is stopped
+      (no worker process takes the request), and a proxy answers 503 when no server of its farm or upstream is
+      available. But 503 is also what the MCMS service answers on its health endpoint while it runs Unhealthy
+      (the Lab's service does, ASP.NET Core health checks do by default): then the service is up and answering,
+      not stopped. So a 503, and a 502 or 504 too (a proxy passes on what the node said), counts only when its
+      body is not a health answer of the service's own (`own_health_answer`).
+    Anything else (200, 401, 404, 500, a redirect) is an answer from something still serving at that address:
+    the site has not stopped.
+    """
+    if result.refused:
+        if result.error in (None, "connection refused"):
+            return StopVerdict(
+                True, "the public address refuses the connection: nothing listens there any more"
+            )
+        return StopVerdict(True, f"the public address does not answer ({result.error}): nothing serves there")
+    own = own_health_answer(result)
+    if result.status in FRONT_STATUSES and own is None:
+        server = result.headers.get("server", "")
+        by = f" (Server: {server})" if server else ""
+        if result.status == 503:
+            return StopVerdict(
+                True,
+                f"the public address answers 503 from what is in front of the service{by}, not from the service "
+                "itself (HTTP.sys answers so when the app pool is stopped, a proxy when no server is available): "
+                "nothing serves behind it",
+            )
+        behind = "nothing serves behind it" if result.status == 502 else "the node behind it does not answer"
+        return StopVerdict(
+            True, f"the public address answers {result.status} from the proxy in front{by}: {behind}"
+        )
+    what = f", a health answer of the service itself ({own})" if own else ""
+    return StopVerdict(
+        False,
+        f"the site still answers after stop_site: HTTP {result.status} at {result.url}{what} (stopped means a "
+        "refused connection, or a 502, 503 or 504 from what is in front of the service)",
+    )
+
+
+def own_health_answer(result: ProbeResult) -> str | None:
+    """The service's own health answer in the body, in words ("Unhealthy, version 1.1.0"), or None: a JSON
+    object reporting a version or a health status, or the bare health word of ASP.NET Core's default writer."""
+    body = result.json()
+    if isinstance(body, dict):
+        status, version = body.get("status"), body.get("version")
+        words = [str(status)] if isinstance(status, str) and status.lower() in HEALTH_WORDS else []
+        words += [f"version {version}"] if version is not None else []
+        return ", ".join(words) or None
+    text = body if isinstance(body, str) else result.body.decode("utf-8", "replace")
+    return text.strip() if text.strip().lower() in HEALTH_WORDS else None
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # A probe reports what the URL itself answers; a redirect is an answer, not something to follow.
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:

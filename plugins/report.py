@@ -419,8 +419,13 @@ def _what_happened(run: RunbookRun) -> tuple[str, str, str]:  # noqa: PLR0911, P
             "bad",
         )
     if not passed and not touched:
-        flow = "rollback" if run.flow == phase_table.ROLLBACK else "release"
-        serving = f"it still serves {before}" if before else "what it serves was not found out"
+        flow = {phase_table.ROLLBACK: "rollback", phase_table.SWITCH_BACK: "switch-back"}.get(
+            run.flow or "", "release"
+        )
+        slots = next((d for d in run.of_kind("slots") if d.get("live")), {})
+        still = before or slots.get("live_version")
+        on = f" on {slots['live']}" if slots.get("live") and still else ""
+        serving = f"it still serves {still}{on}" if still else "what it serves was not found out"
         return (
             f"Nothing was changed on {where}: the {flow} stopped at {at or 'the start'}; {serving}",
             "untouched",
@@ -461,6 +466,8 @@ def _what_happened(run: RunbookRun) -> tuple[str, str, str]:  # noqa: PLR0911, P
             "rollback-failed",
             "bad",
         )
+    if run.flow == phase_table.SWITCH_BACK:
+        return _switched_back(run, where, passed, at)
     # Blue/Green
     slots = next((d for d in run.of_kind("slots") if d.get("live")), {})
     live, idle = str(slots.get("live") or "the live slot"), str(slots.get("idle") or "the idle slot")
@@ -520,6 +527,37 @@ def _what_happened(run: RunbookRun) -> tuple[str, str, str]:  # noqa: PLR0911, P
         f"Release {_v(release)} of {where} FAILED at {at} after the switch; traffic stays on {idle} ({_v(release)}): "
         f"a rollback was due and was not run{' (--runbook-rollback never)' if due else ''}: act now",
         "release-failed-not-rolled-back",
+        "bad",
+    )
+
+
+def _switched_back(run: RunbookRun, where: str, passed: bool, at: str) -> tuple[str, str, str]:
+    """The switch-back flow's headline: traffic from the live slot back to the warm standby (SB-1..SB-3)."""
+    slots = next((d for d in run.of_kind("slots") if d.get("live")), {})
+    back: Mapping[str, Any] = next(
+        (d for d in reversed(run.of_kind("rollback")) if d.get("trigger") == "operator"), {}
+    )
+    left = str(back.get("slot_from") or slots.get("live") or "the live slot")
+    standby = str(back.get("slot_to") or slots.get("idle") or "the warm standby")
+    before = back.get("from") or run.version_from
+    target = back.get("to") or run.expected_version
+    if passed:
+        return (
+            f"{where} was switched back from {left} ({_v(before)}) to the warm standby {standby} and is serving "
+            f"{_v(target)}",
+            "switch-back-passed",
+            "ok",
+        )
+    if back.get("result") == "failed" or _switches(run):
+        return (
+            f"The switch-back of {where} to the warm standby {standby} ({_v(target)}) FAILED at {at or 'a check'}: "
+            f"the public address was not seen serving {_v(target)}: check it now",
+            "switch-back-failed",
+            "bad",
+        )
+    return (
+        f"The switch-back of {where} FAILED at {at or 'a check'} before traffic moved; {left} serves {_v(before)}",
+        "switch-back-failed-before-switch",
         "bad",
     )
 

@@ -21,6 +21,7 @@ from drivers.probe import smoke_checks, url_at
 from drivers.zap import check_zap_available
 from fixtures.browser import reap_orphaned_browsers
 from fixtures.deploy import driver_step, verify_package
+from fixtures.notify import check_webhook
 from fixtures.probe import Probe
 from plugins.state import RunbookRun
 
@@ -58,18 +59,7 @@ def test_packages_present_and_verified(
 def test_notification_webhook_configured_and_reachable(runbook: RunbookRun, notifier: Notifier) -> None:
     """§3.2: the deploy-notification webhook is configured. If it cannot be reached, notifications queue in the
     outbox and the flow goes on; the report shows it as a warning."""
-    assert notifier.webhook_url, "[notify] webhook_url is not configured: no one would hear of this rollback"
-    status, latency_ms, detail = notifier.reachable()
-    runbook.record(
-        "probe",
-        {"name": "webhook", "url": notifier.target, "status": status, "latency_ms": latency_ms,
-         "error": None if status != -1 else detail},
-    )  # fmt: skip
-    if status == -1:
-        runbook.warn(
-            f"the notification webhook {notifier.target} cannot be reached ({detail}); "
-            "notifications will queue in the outbox"
-        )
+    check_webhook(runbook, notifier, "this rollback")
 
 
 def test_outage_watch_smoke_before_acting(

@@ -15,6 +15,7 @@ from drivers.notify import Notifier
 from drivers.router import RouterDriver
 from fixtures.bluegreen import SwitchBack
 from fixtures.deploy import driver_step
+from fixtures.notify import check_webhook
 from plugins.state import RunbookRun
 
 pytestmark = [pytest.mark.switch_back, pytest.mark.phase("SB-1")]
@@ -47,18 +48,7 @@ def test_router_can_switch(runbook: RunbookRun, router: RouterDriver, environmen
 def test_notification_webhook_configured(runbook: RunbookRun, notifier: Notifier) -> None:
     """The webhook that hears of the switch-back is configured; unreachable, the notification queues in the
     outbox (a warning) and the switch-back goes on: it must not wait for a webhook."""
-    assert notifier.webhook_url, (
-        "[notify] webhook_url is not configured: no one would hear of the switch-back"
-    )
-    status, latency_ms, detail = notifier.reachable()
-    runbook.record(
-        "probe",
-        {"name": "webhook", "url": notifier.target, "status": status, "latency_ms": latency_ms,
-         "error": None if status != -1 else detail},
-    )  # fmt: skip
-    if status == -1:
-        runbook.warn(f"the notification webhook {notifier.target} cannot be reached ({detail}); "
-                     "notifications will queue in the outbox")  # fmt: skip
+    check_webhook(runbook, notifier, "the switch-back")
 
 
 def test_warm_standby_serves_the_previous_version(switch_back: SwitchBack) -> None:

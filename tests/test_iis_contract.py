@@ -248,6 +248,14 @@ def verb(env: Environment, name: str, slot: str = "", **values: str) -> commands
     return result
 
 
+def stop_site_worker(iis: FakeIis, site: str) -> None:
+    """Stop the slot server the fake started for a site, by its PID and the command line it recorded."""
+    record = iis.site(site)
+    pid, argv = int(record.get("pid") or 0), record.get("argv")
+    if pid and argv:
+        procs.stop_pid(pid, 5.0, [str(arg) for arg in argv])
+
+
 def site_name(env: str, slot: str) -> str:
     return f"MCMS-{env.removeprefix('Internal')}-{slot.capitalize()}"
 
@@ -500,9 +508,7 @@ def loopback_site(tmp_path: Path, iis: FakeIis) -> Iterator[tuple[FakeIis, int]]
         (iis.dir / "calls.jsonl").unlink()
         yield iis, port
     finally:
-        pid = int(iis.site("MCMS-Stage").get("pid") or 0)
-        if pid:
-            procs.stop_pid(pid, 5.0)
+        stop_site_worker(iis, "MCMS-Stage")
 
 
 def run_runbook(
@@ -616,9 +622,7 @@ def loopback_farm(tmp_path: Path, iis: FakeIis) -> Iterator[tuple[FakeIis, dict[
         yield iis, ports
     finally:
         for slot in ("blue", "green"):
-            pid = int(iis.site(site_name("InternalStage", slot)).get("pid") or 0)
-            if pid:
-                procs.stop_pid(pid, 5.0)
+            stop_site_worker(iis, site_name("InternalStage", slot))
         procs.stop_pid(router.pid, 5.0, router.argv)
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from drivers.config import Service
-from drivers.probe import Prober, ScopeError, SmokeCheck, smoke_checks
+from drivers.probe import Prober, ProbeResult, ScopeError, SmokeCheck, smoke_checks, stop_verdict
 from tests.http_stub import Reply, Stub, json_reply
 
 
@@ -167,3 +167,76 @@ def test_url_at_keeps_a_path_prefix_of_the_base() -> None:
     assert (
         url_at("http://127.0.0.1:8080", "/swagger/index.html") == "http://127.0.0.1:8080/swagger/index.html"
     )
+
+
+# -- RB-2: does anything still serve after stop_site? ---------------------------------------------------
+
+URL = "http://127.0.0.1:8080/health"
+NGINX_502 = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+)
+HTTP_SYS_503 = b"<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD><BODY><h2>Service Unavailable</h2>"
+STILL = "the site still answers after stop_site: HTTP {} at " + URL
+HINT = " (stopped means a refused connection, or a 502, 503 or 504 from what is in front of the service)"
+STOP_CASES = [
+    # id, status, error, headers, body, stopped, sentence
+    ("refused", -1, "connection refused", {}, b"", True,
+     "the public address refuses the connection: nothing listens there any more"),
+    ("timed-out", -1, "timed out", {}, b"", True,
+     "the public address does not answer (timed out): nothing serves there"),
+    ("502-nginx", 502, None, {"server": "nginx"}, NGINX_502, True,
+     "the public address answers 502 from the proxy in front (Server: nginx): nothing serves behind it"),
+    ("502-router-json", 502, None, {}, b'{"error": "bad gateway", "backend": "blue"}', True,
+     "the public address answers 502 from the proxy in front: nothing serves behind it"),
+    ("503-http-sys", 503, None, {"server": "Microsoft-HTTPAPI/2.0"}, HTTP_SYS_503, True,
+     "the public address answers 503 from what is in front of the service (Server: Microsoft-HTTPAPI/2.0), not "
+     "from the service itself (HTTP.sys answers so when the app pool is stopped, a proxy when no server is "
+     "available): nothing serves behind it"),
+    ("504", 504, None, {"server": "Microsoft-IIS/10.0"}, b"<html>504 Gateway Timeout</html>", True,
+     "the public address answers 504 from the proxy in front (Server: Microsoft-IIS/10.0): the node behind it "
+     "does not answer"),
+    ("200-health", 200, None, {}, b'{"status": "Healthy", "version": "1.1.0"}', False,
+     STILL.format(200) + ", a health answer of the service itself (Healthy, version 1.1.0)" + HINT),
+    ("200-page", 200, None, {}, b"<html>MCMS</html>", False, STILL.format(200) + HINT),
+    ("500", 500, None, {}, b"<html>Internal Server Error</html>", False, STILL.format(500) + HINT),
+    ("404", 404, None, {"server": "Microsoft-HTTPAPI/2.0"}, b"Not Found", False, STILL.format(404) + HINT),
+    # The service itself answers 503 on its health endpoint while it runs Unhealthy: it is up, not stopped.
+    ("503-own-json", 503, None, {}, b'{"status": "Unhealthy", "version": "1.1.0", "components": {}}', False,
+     STILL.format(503) + ", a health answer of the service itself (Unhealthy, version 1.1.0)" + HINT),
+    ("503-own-text", 503, None, {"server": "Kestrel"}, b"Unhealthy", False,
+     STILL.format(503) + ", a health answer of the service itself (Unhealthy)" + HINT),
+    # A proxy passes on what the node said: a 502 that carries the node's own health answer is the node's.
+    ("502-own-json", 502, None, {"server": "nginx"}, b'{"version": "1.1.0"}', False,
+     STILL.format(502) + ", a health answer of the service itself (version 1.1.0)" + HINT),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "headers", "body", "stopped", "sentence"), [c[1:] for c in STOP_CASES],
+    ids=[c[0] for c in STOP_CASES],
+)  # fmt: skip
+def test_stop_verdict_counts_no_connection_or_a_front_answer_and_nothing_the_service_says(
+    status: int, error: str | None, headers: dict[str, str], body: bytes, stopped: bool, sentence: str
+) -> None:
+    verdict = stop_verdict(ProbeResult("health", URL, status, 1.0, error=error, headers=headers, body=body))
+    assert (verdict.stopped, verdict.sentence) == (stopped, sentence)
+
+
+def test_stop_verdict_of_real_probes(stub: Stub, closed_url: str) -> None:
+    """The same decision on what a probe really reads back: header names lower-cased, the body as sent."""
+    stub.route("/gone", Reply(502, NGINX_502, {"Server": "nginx/1.22.1", "Content-Type": "text/html"}))
+    stub.route("/sick", json_reply(503, {"status": "Unhealthy", "version": "1.0.0"}))
+    gone = stop_verdict(prober().get("health", f"{stub.url}/gone"))
+    assert gone == stop_verdict(
+        ProbeResult("health", URL, 502, 1.0, headers={"server": "nginx/1.22.1"}, body=NGINX_502)
+    )
+    assert gone.stopped
+    assert "answers 502 from the proxy in front (Server: nginx/1.22.1)" in gone.sentence
+    sick = stop_verdict(prober().get("health", f"{stub.url}/sick"))
+    assert not sick.stopped
+    assert sick.sentence.startswith(
+        f"the site still answers after stop_site: HTTP 503 at {stub.url}/sick, a health"
+    )
+    refused = stop_verdict(prober().get("health", f"{closed_url}/health"))
+    assert refused.stopped
+    assert refused.sentence == "the public address refuses the connection: nothing listens there any more"

@@ -3,7 +3,8 @@
 Blue and green are slot servers started by the environment's own scripts (tests/remote_site/site_ctl.py, the
 Linux stand-in for the IIS PowerShell scripts), behind a real reverse proxy (lab/router.py, standing in for the
 load balancer) on the public address. Unlike the Lab, this site starts with GREEN live. Every script call is
-logged, so a test can prove which slot the runbook touched.
+logged, so a test can prove which slot the runbook touched. A single-node rollback behind a proxy (that router,
+or a real nginx) shows that RB-2 takes the proxy's 502 for a stopped site, and says so.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from typing import Any
 import pytest
 
 from lab import build_package, procs
+from lab.nginx import LabNginx, stop_record
 from plugins.journal import read_events, verify_bundle
 from tests.lab_checks import assert_refused, closed_url
+from tests.tools import system_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_CTL = ROOT / "tests" / "remote_site" / "site_ctl.py"
 pytestmark = [pytest.mark.drill]
 NOT_BROWSER = "bluegreen and not dr_e2e and not dr_axe and not dr_zap"
+ROLLBACK = "rollback and not dr_e2e and not dr_axe and not dr_zap"
 
 
 @dataclass
@@ -353,3 +357,82 @@ def test_a_remote_release_logs_every_notification_beside_the_timeline(remote_sit
         "A. Operator",
     )
     assert verify_bundle(bundle).ok
+
+
+@dataclass(frozen=True)
+class Front:
+    """The reverse proxy on a single-node site's public address: its URL and the Server header it answers with."""
+
+    url: str
+    server: str
+
+
+@pytest.fixture(params=["router", "nginx"])
+def proxied_node(request: pytest.FixtureRequest, remote_site: RemoteSite, tmp_path: Path) -> Iterator[Front]:
+    """A single-node site whose public address is a reverse proxy in front of its one node (blue, serving 1.1.0):
+    the remote site's own router (lab/router.py) switched to blue, or a real nginx (lab/nginx.py's configuration)
+    in front of blue, stopped by its PID."""
+    site = remote_site
+    site.ctl("stop_site", "blue")
+    site.ctl("deploy", "blue", str(site.dir / "offline" / "MCMS_Setup_1.1.0.zip"))
+    site.ctl("start_site", "blue")
+    if request.param == "router":
+        site.ctl("switch", "blue")
+        procs.wait_http(site.public_url + "/health", 10, lambda r: r.status == 200)
+        (site.dir / "calls.jsonl").unlink()
+        yield Front(site.public_url, "mcms-lab-router")
+        return
+    front = LabNginx(tmp_path / "front", system_tool("nginx"), "127.0.0.1", procs.free_port(),
+                     {"blue": f"127.0.0.1:{site.ports['blue']}"})  # fmt: skip
+    front.write_config("blue")
+    record = front.spawn(tmp_path / "front" / "nginx.log")
+    try:
+        front.wait_ready(record, 10.0)
+        public = f"http://127.0.0.1:{front.port}"
+        procs.wait_http(public + "/health", 10, lambda r: r.status == 200)
+        (site.dir / "calls.jsonl").unlink()
+        yield Front(public, "nginx")
+    finally:
+        stop_record(record, 5.0)
+
+
+def test_a_single_node_rollback_behind_a_proxy_passes_rb2_on_the_proxys_502(
+    remote_site: RemoteSite, proxied_node: Front
+) -> None:
+    """After stop_site the proxy in front answers 502 instead of refusing: RB-2 passes and says so in a sentence,
+    then the previous stable release is deployed and verified through the same proxy."""
+    public = proxied_node.url
+    assert remote_site.version_at(public) == "1.1.0"
+    env_file = remote_site.env_file(
+        service=f'[service]\nbase_url = "{public}"\ntimeout_s = 2.0\nretries = 1',
+        slots="",
+        drivers='[drivers]\ndeploy = "command"\nstart_timeout_s = 10.0\ncommand_timeout_s = 30',
+    )
+    rc, output, reports = run_runbook(remote_site, "-m", ROLLBACK, "--approved-by", "A. Operator",
+                                      env_file=env_file)  # fmt: skip
+    assert rc == 0, output
+    calls = [(c["verb"], c["slot"]) for c in remote_site.calls()]
+    assert [c for c in calls if c[0] != "current_version"] == [
+        ("stop_site", "active"),
+        ("recycle_pool", "active"),
+        ("deploy", "active"),
+        ("start_site", "active"),
+    ]
+    bundle = only_bundle(reports)
+    assert verify_bundle(bundle).ok
+    events = read_events(bundle / "evidence.jsonl")
+    outcomes = {e["phase"]: e["data"]["outcome"] for e in events if e["kind"] == "phase.end"}
+    assert outcomes["RB-2"] == "passed", outcomes
+    # What RB-2 saw: the proxy's 502 at the public address, not a refused connection.
+    (after,) = [e["data"] for e in events if e["kind"] == "probe" and e["phase"] == "RB-2"]
+    assert (after["url"], after["status"]) == (f"{public}/health", 502)
+    sentence = (
+        f"the public address answers 502 from the proxy in front (Server: {proxied_node.server}): "
+        "nothing serves behind it"
+    )
+    (note,) = [e["data"] for e in events if e["kind"] == "note" and e["phase"] == "RB-2"]
+    assert (note["message"], note["status"]) == (sentence, 502)
+    assert sentence in (bundle / "timeline.md").read_text(encoding="utf-8")
+    (end,) = [e["data"] for e in events if e["kind"] == "run.end"]
+    assert (end["version_from"], end["version_to"], end["outcome"]) == ("1.1.0", "1.0.0", "passed")
+    assert remote_site.version_at(public) == "1.0.0"

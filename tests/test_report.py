@@ -166,6 +166,34 @@ def released(run: RunbookRun, *, fail_after_switch: bool = False) -> None:
     end(run, "failed" if fail_after_switch else "passed")
 
 
+SWITCH_BACK_PHASES = ["PRE", "SB-1", "SB-2", "SB-3"]
+SWITCHED_SLOTS = (
+    "slots",
+    {"live": "green", "idle": "blue", "live_version": "1.1.0", "words": "live green (1.1.0), idle blue"},
+)
+
+
+def switched_back(run: RunbookRun, *, verified: bool = True) -> None:
+    phase(run, "PRE", SWITCHED_SLOTS)
+    phase(run, "SB-1", APPROVED, version("from", "1.1.0"), version("expected", "1.0.0"))
+    phase(run, "SB-2", act("switch_traffic", "blue"))
+    back = {"from": "1.1.0", "to": "1.0.0", "trigger": "operator", "slot_from": "green", "slot_to": "blue",
+            "result": "succeeded" if verified else "failed", "reason": "switch-back by the operator"}  # fmt: skip
+    phase(run, "SB-3", ("rollback", back), *([version("to", "1.0.0")] if verified else []),
+          outcome="passed" if verified else "failed")  # fmt: skip
+    end(run, "passed" if verified else "failed")
+
+
+def switch_back_unverified(run: RunbookRun) -> None:
+    switched_back(run, verified=False)
+
+
+def switch_back_refused(run: RunbookRun) -> None:
+    phase(run, "PRE", SWITCHED_SLOTS)
+    phase(run, "SB-1", APPROVED, outcome="failed")
+    end(run, "failed")
+
+
 def rolled_back_release(run: RunbookRun) -> None:
     released(run, fail_after_switch=True)
 
@@ -218,6 +246,14 @@ def gate(run: RunbookRun) -> None:
          "restore it by hand now"),
         ("matrix", ["PRE", "DR-SMOKE"], matrix_only, "matrix-passed",
          re.escape("The checks DR-SMOKE passed on MCMS on Lab, which serves 1.1.0; nothing was changed")),
+        ("switch_back", SWITCH_BACK_PHASES, switched_back, "switch-back-passed",
+         re.escape("MCMS on Lab was switched back from green (1.1.0) to the warm standby blue and is serving 1.0.0")),
+        ("switch_back", SWITCH_BACK_PHASES, switch_back_unverified, "switch-back-failed",
+         r"The switch-back of MCMS on Lab to the warm standby blue \(1.0.0\) FAILED at SB-3 \(.*\): the public "
+         r"address was not seen serving 1.0.0: check it now"),
+        ("switch_back", SWITCH_BACK_PHASES, switch_back_refused, "untouched",
+         r"Nothing was changed on MCMS on Lab: the switch-back stopped at SB-1 \(.*\); it still serves 1.1.0 on "
+         r"green"),
         ("bluegreen", ["PRE", "BG-1", "DR-SMOKE", "BG-3"], gate, "gate-passed",
          re.escape("Release 1.1.0 of MCMS on Lab was deployed to the idle slot green and verified; the switch is "
                    "pending: blue keeps serving 1.0.0")),
@@ -231,7 +267,7 @@ def test_the_headline_says_in_one_sentence_what_happened(
     head = headline(run)
     assert (head.kind, head.cls == "ok") == (
         kind,
-        kind in ("rollback-passed", "release-passed", "matrix-passed"),
+        kind in ("rollback-passed", "release-passed", "matrix-passed", "switch-back-passed"),
     )
     assert re.fullmatch(what, head.what), head.what
     # Who and when, in UTC and in the operator's zone (journalled in run.start): "... at 12:24 KST; run by

@@ -22,6 +22,7 @@ _HOW = {
     "java": "apt-get install default-jre-headless (make setup does)",
     "chromium": "apt-get install chromium (make setup does)",
     "chromedriver": "apt-get install chromium-driver (make setup does)",
+    "podman": "apt-get install --no-install-recommends podman runc debootstrap (make setup does)",
     "pdftoppm": "apt-get install --no-install-recommends poppler-utils (make setup does)",
 }
 

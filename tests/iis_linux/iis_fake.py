@@ -296,6 +296,7 @@ def _stop_worker(site: dict[str, Any]) -> None:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
     site["pid"] = 0
+    site.pop("argv", None)
 
 
 def _start_worker(site: dict[str, Any], node: Node) -> None:
@@ -314,6 +315,9 @@ def _start_worker(site: dict[str, Any], node: Node) -> None:
             argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
         )
     site["pid"] = proc.pid
+    site["argv"] = (
+        argv  # so that a test's cleanup can stop it by PID (lab.procs.stop_pid checks the command line)
+    )
 
 
 def farm_server(state: dict[str, Any], router: dict[str, Any], slot: str) -> dict[str, Any]:
