@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import webbrowser
@@ -203,15 +204,30 @@ def shown(command: Sequence[str], cwd: Path) -> str:
 
 
 def run(command: Sequence[str], cwd: Path) -> int:
-    """Print the command, run it, pass its exit code on. Ctrl-C reaches pytest too (same console); this waits
-    for it to apply the rollback policy and finish instead of leaving it behind."""
+    """Print the command, run it, pass its exit code on. On Ctrl-C this waits for pytest to apply the rollback
+    policy and finish instead of leaving it behind; a Ctrl-C that did not reach pytest too (sent to this process
+    alone: a container's init, a service manager, `kill -INT`) is passed on to it."""
     print(f"$ {shown(command, cwd)}", flush=True)
     proc = subprocess.Popen(list(command), cwd=cwd)
     while True:
         try:
             return proc.wait()
         except KeyboardInterrupt:
+            if not interrupt_reached_the_child() and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
             print(f"\n{PROG}: interrupted; waiting for the run to finish what it must do", flush=True)
+
+
+def interrupt_reached_the_child() -> bool:
+    """Whether a Ctrl-C that interrupted this process reached its pytest as well: a terminal's Ctrl-C goes to its
+    whole foreground process group, which the child shares; on Windows to every process of the console. Sent
+    any other way (no terminal, or this process not in its foreground), it reached this process alone."""
+    if os.name == "nt":
+        return True
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False  # no terminal (stdin closed, a file or a pipe): nothing else got the signal
 
 
 def stop_lab(lab_dir: Path) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -203,3 +209,88 @@ def test_unknown_options_of_a_verb_that_runs_no_pytest_are_a_usage_error() -> No
     proc = cli_run("open", "--bogus")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "mcms-runbook: mcms-runbook open: unrecognized arguments: --bogus"
+
+
+# A stand-in for pytest: counts the SIGINTs it gets in the second after the first, exits 7 when it got one.
+COUNTING_CHILD = """
+import signal, sys, time, pathlib
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(time.monotonic()))
+pathlib.Path(sys.argv[1]).write_text("ready")
+deadline = time.monotonic() + 20
+while not got and time.monotonic() < deadline:
+    time.sleep(0.02)
+time.sleep(1.0)
+print(f"child got {len(got)} SIGINT", flush=True)
+sys.exit(7 if got else 3)
+"""
+RUNNER = "import sys; from pathlib import Path; from plugins.cli import run; sys.exit(run(sys.argv[1:], Path.cwd()))"
+
+
+def _wait_ready(ready: Path, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(500):
+        if ready.exists() or proc.poll() is not None:
+            return
+        time.sleep(0.02)
+
+
+def test_a_ctrl_c_sent_to_mcms_runbook_alone_is_passed_on_to_pytest(tmp_path: Path) -> None:
+    """`kill -INT` to mcms-runbook only (a container's init, a service manager; no terminal): the run it waits
+    for gets the Ctrl-C too, once, and its exit code is passed on."""
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, sys.executable, "-c", COUNTING_CHILD, str(ready)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+    )  # fmt: skip
+    _wait_ready(ready, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    text = out.decode()
+    assert proc.returncode == 7, text
+    assert "child got 1 SIGINT" in text
+    assert "mcms-runbook: interrupted; waiting for the run to finish what it must do" in text
+
+
+def test_a_terminals_ctrl_c_reaches_pytest_once_not_twice(tmp_path: Path) -> None:
+    """Ctrl-C typed on the terminal goes to the whole foreground process group, pytest included: mcms-runbook
+    does not send it a second one (a second Ctrl-C in a rollback would only be deferred, but it is not pressed)."""
+    ready = tmp_path / "ready"
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # in the child, after start_new_session's setsid
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, sys.executable, "-c", COUNTING_CHILD, str(ready)],
+        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, close_fds=True,
+        preexec_fn=controlling_terminal, env={**os.environ, "PYTHONPATH": str(ROOT)},  # noqa: PLW1509 - TIOCSCTTY needs the child
+    )  # fmt: skip
+    os.close(slave)
+    output = b""
+    try:
+        _wait_ready(ready, proc)
+        os.write(master, b"\x03")  # the terminal's interrupt character: SIGINT to its foreground group
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:
+                    break
+        code = proc.wait(timeout=30)
+        while select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = output.decode(errors="replace")
+    assert code == 7, text
+    assert "child got 1 SIGINT" in text

@@ -19,12 +19,15 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,20 +144,29 @@ def image(engine: Engine, company_ca: list[Path]) -> str:
     return IMAGE
 
 
-def run_container(
-    engine: Engine, image: str, bundles: Path, *args: str, entrypoint: str | None = None
-) -> str:
-    """`podman run --rm --network none -v BUNDLES:/bundle:Z IMAGE ARGS` (the README's command); returns its output."""
+def run_argv(engine: Engine, name: str, image: str, bundles: Path, *args: str) -> list[str]:
+    """`podman run --rm --network none -v BUNDLES:/bundle:Z IMAGE ARGS`: the README's command."""
+    return [engine.podman, "run", *engine.flags, "--rm", "--name", name, "--network", "none",
+            "-v", f"{bundles}:/bundle:Z", image, *args]  # fmt: skip
+
+
+def remove(engine: Engine, name: str) -> None:
+    """The test's own container, by the name it gave it (gone already after --rm, unless the run was killed)."""
+    subprocess.run(
+        [engine.podman, "rm", "-f", "--ignore", name], check=False, capture_output=True, timeout=120
+    )
+
+
+def run_container(engine: Engine, image: str, bundles: Path, *args: str) -> str:
+    """The README's run command with ARGS after the image's name; its exit code and output."""
     name = f"mcms-runbook-test-{uuid.uuid4().hex[:8]}"
-    command = ["run", "--rm", "--name", name, "--network", "none", "-v", f"{bundles}:/bundle:Z"]
-    if entrypoint:
-        command += ["--entrypoint", entrypoint]
     try:
-        done = engine.run(*command, image, *args)
+        done = subprocess.run(
+            run_argv(engine, name, image, bundles, *args),
+            check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+        )  # fmt: skip
     finally:
-        subprocess.run(
-            [engine.podman, "rm", "-f", "--ignore", name], check=False, capture_output=True, timeout=120
-        )
+        remove(engine, name)
     return f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
 
 
@@ -186,7 +198,7 @@ def test_the_lab_drill_runs_in_the_container_and_leaves_its_bundle_on_the_host(
 ) -> None:
     output = run_container(engine, image, tmp_path)
     assert output.startswith("exit 0\n"), output[-4000:]
-    assert "$ /opt/venv/bin/python -m pytest -m rollback --env Lab --evidence-dir=/bundle" in output
+    assert "$ /opt/venv/bin/python -m pytest -m rollback --env Lab\n" in output
     bundle = only_bundle(tmp_path)
     assert bundle.name.endswith("_Lab_rollback")
     assert f"Evidence: /bundle/{bundle.name}" in output
@@ -204,7 +216,7 @@ def test_the_lab_drill_runs_in_the_container_and_leaves_its_bundle_on_the_host(
 def test_a_failing_drill_in_the_container_exits_non_zero_and_still_leaves_a_verified_bundle(
     engine: Engine, image: str, tmp_path: Path
 ) -> None:
-    output = run_container(engine, image, tmp_path, "--lab-fault", "bad-package-hash")
+    output = run_container(engine, image, tmp_path, "drill", "--lab-fault", "bad-package-hash")
     assert output.startswith("exit 1\n"), output[-4000:]
     bundle = only_bundle(tmp_path)
     verify_on_host(bundle)
@@ -213,10 +225,7 @@ def test_a_failing_drill_in_the_container_exits_non_zero_and_still_leaves_a_veri
 
 
 def test_a_blue_green_release_behind_the_containers_nginx(engine: Engine, image: str, tmp_path: Path) -> None:
-    output = run_container(
-        engine, image, tmp_path, "release", "--env", "LabNginx", "--evidence-dir", "/bundle",
-        entrypoint="/opt/venv/bin/mcms-runbook",
-    )  # fmt: skip
+    output = run_container(engine, image, tmp_path, "release", "--env", "LabNginx")
     assert output.startswith("exit 0\n"), output[-4000:]
     bundle = only_bundle(tmp_path)
     verify_on_host(bundle)
@@ -250,3 +259,55 @@ def test_the_image_holds_the_project_and_not_the_checkouts_working_state(engine:
     assert "True" in lines, "the image's Python is older than 3.12"
     for program in ("/usr/bin/chromium", "/usr/bin/chromedriver", "/usr/sbin/nginx"):
         assert program in lines, f"{program} is not in the image"
+
+
+def journal_of(bundles: Path) -> list[dict[str, Any]]:
+    found = sorted(bundles.glob("*/evidence.jsonl"))
+    if not found:
+        return []
+    lines = found[0].read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.endswith("}")]  # the last line may be half written
+
+
+def test_ctrl_c_during_the_monitoring_window_in_the_container_rolls_back(
+    engine: Engine, image: str, tmp_path: Path
+) -> None:
+    """Ctrl-C to `podman run` (which passes it on to the container's PID 1, tini, and tini to the runbook) in
+    BG-4's monitoring window: the rollback policy sends traffic back to blue before the container ends, exit 2,
+    and the bundle on the host says so and verifies."""
+    name = f"mcms-runbook-test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "podman-run.log"
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(run_argv(engine, name, image, bundles, "release", "--env", "Lab"),
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while not any(
+                e["kind"] == "action" and e["phase"] == "BG-4" and e["data"].get("target") == "green"
+                for e in journal_of(bundles)
+            ):
+                assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+                assert time.monotonic() < deadline, "BG-4's switch never came"
+                time.sleep(0.2)
+            time.sleep(1.5)  # into the monitoring window
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+            remove(engine, name)
+    output = log.read_text(errors="replace")
+    assert code == 2, output[-4000:]
+    events = journal_of(bundles)
+    interrupted = [i for i, e in enumerate(events) if e["kind"] == "warning"
+                   and "interrupted by the operator" in e["data"]["message"]]  # fmt: skip
+    assert interrupted, output[-4000:]
+    back = [e["data"] for e in events if e["kind"] == "rollback" and e["data"].get("result") == "succeeded"]
+    assert [(d.get("from_slot"), d.get("to_slot")) for d in back] == [("green", "blue")], back
+    kinds = [e["kind"] for e in events]
+    assert kinds[-2:] == ["run.end", "seal"], kinds[-5:]  # the run ended in order and its journal is sealed
+    assert interrupted[0] < kinds.index("run.end")
+    verify_on_host(only_bundle(bundles))
