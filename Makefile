@@ -12,7 +12,8 @@ all: drill
 setup: $(STAMP) system grid
 
 # Python >= 3.12 (axe-selenium-python 3.0.0 needs it): $PYTHON, then versioned names on PATH, then pyenv installs.
-$(STAMP): requirements.txt
+# Then the project itself, editable (its pytest11 entry point and the `mcms-runbook` command in .venv/bin).
+$(STAMP): requirements.txt pyproject.toml
 	@set -e; \
 	if [ ! -x "$(PY)" ]; then \
 	  found=""; \
@@ -31,13 +32,17 @@ $(STAMP): requirements.txt
 	  "$$found" -m venv "$(VENV)"; \
 	fi; \
 	"$(PY)" -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
+	"$(PY)" -m pip install --quiet --disable-pip-version-check --no-deps -e .; \
 	touch "$(STAMP)"
 
 # System programs, from Debian's packages (never a downloaded browser, driver or jar of their own): Chromium and
 # ChromeDriver (DR-AXE, DR-E2E), nginx (the nginx router and the LabNginx environment), Prometheus (metric
-# monitoring), Java (the Selenium Grid), poppler-utils (the report-to-PDF test). Services the packages would start are not started (policy-rc.d): the
-# tests start their own on loopback. Missing ones are named when apt-get is not available or not root.
-SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx prometheus:prometheus java:default-jre-headless pdftoppm:poppler-utils
+# monitoring), Java (the Selenium Grid), poppler-utils (the report-to-PDF test), podman with runc and debootstrap
+# (the container test: the image's base is made locally; runc for hosts where crun refuses a cgroup v1+v2 hybrid).
+# Services the packages would start are not started (policy-rc.d): the tests start their own on loopback.
+# Missing ones are named when apt-get is not available or not root.
+SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx prometheus:prometheus \
+	java:default-jre-headless pdftoppm:poppler-utils podman:podman runc:runc debootstrap:debootstrap
 system:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \

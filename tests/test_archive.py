@@ -11,13 +11,13 @@ import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from drivers.config import ConfigProblems, load_environment
 from plugins.archive import RUN_ID_FORMAT
 from plugins.journal import read_events, verify_bundle
+from tests.conftest import Drill
 from tests.lab_checks import closed_url
 from tests.runbook_project import PLUGINS, make_runbook_project, phase_module, remote_env
 
@@ -572,8 +572,8 @@ def test_a_dated_timeline_that_fails_mid_run_is_reported_and_the_run_goes_on(
 # --- real Lab drills ---------------------------------------------------------------------------------------
 @pytest.mark.lab
 @pytest.mark.drill
-def test_lab_rollback_drill_with_zip_and_dated_timeline(drill: Any, tmp_path: Path) -> None:
-    d = drill("--evidence-zip", keep=False)
+def test_lab_rollback_drill_with_zip_and_dated_timeline(unkept_rollback_drill: Drill, tmp_path: Path) -> None:
+    d = unkept_rollback_drill  # --evidence-zip, without --keep-lab; shared (tests/conftest.py): only read here
     assert d.returncode == 0, d.output
     assert d.phase_outcomes()["RB-5"] == "passed"
     (recorded,) = [e for e in d.kinds("action") if e["data"]["name"] == "timeline.record"]
@@ -607,8 +607,8 @@ def test_lab_rollback_drill_with_zip_and_dated_timeline(drill: Any, tmp_path: Pa
 
 @pytest.mark.lab
 @pytest.mark.drill
-def test_lab_bluegreen_release_dated_timeline_has_the_approval_of_the_switch(drill: Any) -> None:
-    d = drill(marker="bluegreen", keep=False)
+def test_lab_bluegreen_release_dated_timeline_has_the_approval_of_the_switch(release_drill: Drill) -> None:
+    d = release_drill  # shared with other modules' tests (tests/conftest.py): only read here
     assert d.returncode == 0, d.output
     daily = dated_file(d.lab_dir.resolve() / "logs" / "deploy", d.bundle)
     lines = section(daily.read_text(encoding="utf-8"), d.bundle)

@@ -13,6 +13,7 @@ import pytest
 
 from lab import NEXT, Lab
 from plugins.journal import verify_bundle
+from tests.conftest import Drill
 from tests.lab_checks import closed_url
 
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
@@ -24,8 +25,8 @@ def rollbacks(d: Any) -> list[dict[str, Any]]:
     return [e["data"] for e in d.kinds("rollback")]
 
 
-def test_green_release(drill: Any) -> None:
-    d = drill(marker="bluegreen")
+def test_green_release(release_drill: Drill) -> None:
+    d = release_drill  # shared with other modules' tests (tests/conftest.py): only read here
     assert d.returncode == 0, d.output
     assert [e["phase"] for e in d.kinds("phase.start")] == BG_ORDER
     assert set(d.phase_outcomes().values()) == {"passed"}
@@ -102,8 +103,8 @@ def test_release_failing_a_check_on_the_idle_slot_is_stopped_there(drill: Any) -
     assert decision["result"] == "not needed"
 
 
-def test_green_degrading_after_switch_rolls_back_at_once(drill: Any) -> None:
-    d = drill("--lab-fault", "green-degrades-after-switch", marker="bluegreen")
+def test_green_degrading_after_switch_rolls_back_at_once(rolled_back_release_drill: Drill) -> None:
+    d = rolled_back_release_drill  # shared with other modules' tests (tests/conftest.py): only read here
     assert d.returncode == 1, d.output
     outcomes = d.phase_outcomes()
     assert outcomes["BG-4"] == "failed"

@@ -15,6 +15,7 @@ import pytest
 
 from lab import Lab
 from plugins.journal import verify_bundle
+from tests.conftest import Drill
 
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
 
@@ -22,8 +23,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.drill]
 ROLLBACK_ORDER = ["PRE", "RB-1", "RB-2", "RB-3", "DR-SMOKE", "DR-E2E", "DR-AXE", "DR-ZAP", "RB-4", "RB-5"]
 
 
-def test_green_rollback_drill(drill: Any) -> None:
-    d = drill()
+def test_green_rollback_drill(rollback_drill: Drill) -> None:
+    d = rollback_drill  # shared with other modules' tests (tests/conftest.py): only read here
     assert d.returncode == 0, d.output
     assert [e["phase"] for e in d.kinds("phase.start")] == ROLLBACK_ORDER
     assert set(d.phase_outcomes().values()) == {"passed"}
@@ -121,8 +122,8 @@ def test_matrix_run_uses_the_kept_lab_and_leaves_it_running(drill: Any) -> None:
     assert smoke.served_version() == "1.0.0"  # the state the rollback drill left, still serving
 
 
-def test_drill_without_keep_lab_stops_every_lab_process(drill: Any) -> None:
-    d = drill(keep=False)
+def test_drill_without_keep_lab_stops_every_lab_process(unkept_rollback_drill: Drill) -> None:
+    d = unkept_rollback_drill  # shared with other modules' tests (tests/conftest.py), with --evidence-zip
     assert d.returncode == 0, d.output
     assert Lab.attach(d.lab_dir) is None
     assert [e["data"]["name"] for e in d.kinds("action")][-1] == "lab.stop"

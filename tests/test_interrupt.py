@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,7 @@ class RunningDrill:
     ):
         self.runner = runner
         before = runner.bundles()
-        env_file = runner.tmp_path / "Lab.toml"
-        text = (ROOT / "environments" / "Lab.toml").read_text(encoding="utf-8")
-        text = text.replace('dir = ".lab"', f'dir = "{runner.lab_dir.as_posix()}"')
-        env_file.write_text(edit_env(text), encoding="utf-8")
-        cmd = [sys.executable, "-m", "pytest", "-m", marker, f"--env-file={env_file}",
-               f"--evidence-dir={runner.reports}", *(["--keep-lab"] if keep else []), "-p", "no:cacheprovider",
-               "-rs", *args]  # fmt: skip
+        cmd = runner.command(*args, marker=marker, keep=keep, edit_env=edit_env)
         self.log = (runner.tmp_path / "drill.log").open("w+", encoding="utf-8")
         # Its own process group: a hung run is stopped by that group, never by name.
         self.proc = subprocess.Popen(
@@ -124,20 +119,84 @@ def verify(bundle: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def assert_interrupted_and_rolled_back(events: list[dict[str, Any]], output: str, code: int) -> None:
-    """The evidence of a Ctrl-C in BG-4 under policy on-failure: the interruption journalled, then the rollback to
-    blue (succeeded, verified through the public address), RolledBack sent, BG-4 failed, BG-5 blocked, exit 2."""
+def is_interruption(event: dict[str, Any]) -> bool:
+    return event["kind"] == "warning" and "interrupted by the operator" in event["data"]["message"]
+
+
+def is_rollback_succeeded(event: dict[str, Any]) -> bool:
+    return event["kind"] == "rollback" and event["data"].get("result") == "succeeded"
+
+
+@dataclass
+class Interrupted:
+    """A drill interrupted by Ctrl-C, once it passed the checks every interrupted run must pass (interrupt_drill)."""
+
+    output: str
+    events: list[dict[str, Any]]
+    interrupted: int  # the journal position of the first "interrupted by the operator" warning
+    end: int  # the journal position of run.end (after `interrupted`)
+    pids: list[ProcessRecord]  # the Lab's processes when the first Ctrl-C was pressed
+    lab_dir: Path
+
+    def index(self, predicate: Callable[[dict[str, Any]], bool]) -> list[int]:
+        return index_of(self.events, predicate)
+
+    def kept_lab(self) -> Lab:
+        lab = Lab.attach(self.lab_dir)
+        assert lab is not None, "the kept Lab is not consistent (a process of it died)"
+        return lab
+
+
+def interrupt_drill(
+    runner: DrillRunner,
+    *,
+    marker: str,
+    keep: bool,
+    when: tuple[str, Callable[[dict[str, Any]], bool]],
+    after_s: float = 0.0,
+    again_after_s: tuple[float, ...] = (),
+    edit_env: Callable[[str], str] = lambda text: text,
+) -> Interrupted:
+    """Start a drill; once an event `when` names (what, predicate) is journalled, wait `after_s` and press Ctrl-C,
+    then press again after each gap of `again_after_s` while the run lasts. Then what every interrupted run must
+    show: exit code 2, the interruption journalled before run.end, a bundle `plugins.evidence verify` accepts.
+    A Lab the run kept is stopped by the `drill` fixture that made `runner`."""
+    running = RunningDrill(runner, marker=marker, keep=keep, edit_env=edit_env)
+    try:
+        running.wait_for(*when)
+        pids = lab_pids(runner.lab_dir)
+        time.sleep(after_s)
+        running.interrupt()
+        for gap in again_after_s:
+            time.sleep(gap)
+            if running.proc.poll() is None:
+                running.interrupt()
+        code = running.finish()
+    finally:
+        running.kill()
+    output = running.output()
     assert code == 2, output
-    interrupted = index_of(
-        events, lambda e: e["kind"] == "warning" and "interrupted by the operator" in e["data"]["message"]
-    )
+    events = running.journal()
+    (end,) = index_of(events, lambda e: e["kind"] == "run.end")
+    interrupted = index_of(events, is_interruption)
     assert interrupted, output
-    assert events[interrupted[0]]["phase"] == "BG-4"
-    assert events[interrupted[0]]["data"]["interrupted"] is True
-    rollbacks = index_of(events, lambda e: e["kind"] == "rollback" and e["data"].get("result") == "succeeded")
+    assert interrupted[0] < end, "the interruption must be journalled before run.end"
+    checked = verify(running.bundle or Path())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return Interrupted(output, events, interrupted[0], end, pids, runner.lab_dir)
+
+
+def assert_rolled_back_to_blue(run: Interrupted) -> None:
+    """The evidence of a Ctrl-C in BG-4 under policy on-failure (besides interrupt_drill's): the interruption
+    journalled in BG-4, then the rollback to blue (succeeded, verified through the public address), RolledBack
+    sent, BG-4 failed, BG-5 blocked, the run failed with exit status 2."""
+    events, output = run.events, run.output
+    assert events[run.interrupted]["phase"] == "BG-4"
+    assert events[run.interrupted]["data"]["interrupted"] is True
+    rollbacks = run.index(is_rollback_succeeded)
     assert len(rollbacks) == 1, [e["data"] for e in events if e["kind"] == "rollback"]
     rollback = events[rollbacks[0]]["data"]
-    assert interrupted[0] < rollbacks[0]
+    assert run.interrupted < rollbacks[0]
     assert rollback["to_slot"] == "blue"
     assert rollback["from_slot"] == "green"
     assert rollback["to"] == "1.0.0"
@@ -154,7 +213,7 @@ def assert_interrupted_and_rolled_back(events: list[dict[str, Any]], output: str
     assert "interrupted by the operator (Ctrl-C) during the monitoring window" in outcomes["BG-4"]["reason"]
     assert "traffic sent back to blue: succeeded" in outcomes["BG-4"]["reason"]
     assert outcomes["BG-5"]["outcome"] == "blocked"
-    (end,) = [e["data"] for e in events if e["kind"] == "run.end"]
+    end = events[run.end]["data"]
     assert end["exitstatus"] == 2
     assert end["outcome"] == "failed"
     assert end["rollback_ran"] is True
@@ -167,112 +226,61 @@ def assert_interrupted_and_rolled_back(events: list[dict[str, Any]], output: str
     assert "KeyboardInterrupt" not in output
 
 
-def test_ctrl_c_in_the_monitoring_window_rolls_back_and_leaves_no_lab_process(tmp_path: Path) -> None:
+IN_THE_WINDOW = ("monitoring window", monitoring_started)
+
+
+def test_ctrl_c_in_the_monitoring_window_rolls_back_and_leaves_no_lab_process(drill: DrillRunner) -> None:
     """One Ctrl-C in BG-4: traffic back on blue, verified; the run ends with exit code 2 and stops its Lab."""
-    runner = DrillRunner(tmp_path)
-    drill = RunningDrill(runner, marker="bluegreen", keep=False, edit_env=lambda t: t)
-    try:
-        drill.wait_for("monitoring window", monitoring_started)
-        pids = lab_pids(runner.lab_dir)
-        assert len(pids) == 6, pids  # router, blue and green (web + worker each), webhook sink
-        time.sleep(1.5)  # a probe or two into the window
-        drill.interrupt()
-        code = drill.finish()
-    finally:
-        drill.kill()
-    events = drill.journal()
-    assert_interrupted_and_rolled_back(events, drill.output(), code)
-    assert [r.pid for r in pids if r.alive()] == [], "the interrupted run left Lab processes running"
-    assert lab_checks.lab_state(runner.lab_dir)["status"] == "stopped"
-    checked = verify(drill.bundle or Path())
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # A probe or two into the window.
+    run = interrupt_drill(drill, marker="bluegreen", keep=False, when=IN_THE_WINDOW, after_s=1.5)
+    assert len(run.pids) == 6, run.pids  # router, blue and green (web + worker each), webhook sink
+    assert_rolled_back_to_blue(run)
+    assert [r.pid for r in run.pids if r.alive()] == [], "the interrupted run left Lab processes running"
+    assert lab_checks.lab_state(drill.lab_dir)["status"] == "stopped"
 
 
-def test_ctrl_c_pressed_again_during_the_rollback_is_deferred(tmp_path: Path) -> None:
+def test_ctrl_c_pressed_again_during_the_rollback_is_deferred(drill: DrillRunner) -> None:
     """Ctrl-C, then several more while the policy is applied (the rollback takes tens of milliseconds here, so
     the presses come 10 to 300 ms after the first): none breaks the rollback, they are journalled as deferred,
     and the kept Lab is consistent: blue serves 1.0.0 through the public address, green still runs."""
-    runner = DrillRunner(tmp_path)
-    drill = RunningDrill(runner, marker="bluegreen", keep=True, edit_env=lambda t: t)
-    try:
-        drill.wait_for("monitoring window", monitoring_started)
-        time.sleep(1.0)
-        drill.interrupt()
-        for gap in (0.01, 0.02, 0.03, 0.05, 0.1, 0.1):
-            time.sleep(gap)
-            if drill.proc.poll() is None:
-                drill.interrupt()
-        code = drill.finish()
-    finally:
-        drill.kill()
-        output = drill.output()
-    try:
-        events = drill.journal()
-        assert_interrupted_and_rolled_back(events, output, code)
-        deferred = [
-            e["data"]
-            for e in events
-            if e["kind"] == "note" and "deferred until it was done" in e["data"]["message"]
-        ]
-        assert deferred, output
-        assert sum(len(d["pressed"]) for d in deferred) >= 1
-        lab = Lab.attach(runner.lab_dir)
-        assert lab is not None, "the kept Lab is not consistent (a process of it died)"
-        assert lab.router.active() == "blue"
-        assert lab_checks.served_version(lab.urls()["public"]) == "1.0.0"
-        assert lab_checks.served_version(lab.urls()["green"]) == "1.1.0"
-        checked = verify(drill.bundle or Path())
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-    finally:
-        kept = Lab.attach(runner.lab_dir)
-        if kept is not None:
-            kept.stop()
+    run = interrupt_drill(
+        drill, marker="bluegreen", keep=True, when=IN_THE_WINDOW, after_s=1.0,
+        again_after_s=(0.01, 0.02, 0.03, 0.05, 0.1, 0.1),
+    )  # fmt: skip
+    assert_rolled_back_to_blue(run)
+    deferred = [
+        e["data"]
+        for e in run.events
+        if e["kind"] == "note" and "deferred until it was done" in e["data"]["message"]
+    ]
+    assert deferred, run.output
+    assert sum(len(d["pressed"]) for d in deferred) >= 1
+    lab = run.kept_lab()
+    assert lab.router.active() == "blue"
+    assert lab_checks.served_version(lab.urls()["public"]) == "1.0.0"
+    assert lab_checks.served_version(lab.urls()["green"]) == "1.1.0"
 
 
-def test_ctrl_c_after_the_monitoring_window_still_applies_the_policy(tmp_path: Path) -> None:
+def test_ctrl_c_after_the_monitoring_window_still_applies_the_policy(drill: DrillRunner) -> None:
     """Outside the window (BG-5 waits [slots] standby_s) Ctrl-C is pytest's KeyboardInterrupt; the release applies
     the rollback policy before run.end is journalled: traffic back on blue, verified, exit code 2."""
-    runner = DrillRunner(tmp_path)
 
     def short_window(text: str) -> str:
         return text.replace("duration_s = 10", "duration_s = 2") + "\n[slots]\nstandby_s = 20\n"
 
-    drill = RunningDrill(runner, marker="bluegreen", keep=True, edit_env=short_window)
-    try:
-        drill.wait_for("BG-5", lambda e: e["kind"] == "phase.start" and e["phase"] == "BG-5")
-        time.sleep(0.5)
-        drill.interrupt()
-        code = drill.finish()
-    finally:
-        drill.kill()
-        output = drill.output()
-    try:
-        assert code == 2, output
-        events = drill.journal()
-        kinds = [e["kind"] for e in events]
-        end = kinds.index("run.end")
-        interrupted = index_of(
-            events, lambda e: e["kind"] == "warning" and "interrupted by the operator" in e["data"]["message"]
-        )
-        rollbacks = index_of(
-            events, lambda e: e["kind"] == "rollback" and e["data"].get("result") == "succeeded"
-        )
-        assert interrupted, output
-        assert rollbacks, output
-        assert interrupted[0] < rollbacks[0] < end, "the policy must be applied before run.end"
-        assert events[rollbacks[0]]["data"]["to_slot"] == "blue"
-        assert events[end]["data"]["rollback_ran"] is True
-        assert events[end]["data"]["version_to"] == "1.0.0"
-        lab = Lab.attach(runner.lab_dir)
-        assert lab is not None
-        assert lab.router.active() == "blue"
-        assert lab_checks.served_version(lab.urls()["public"]) == "1.0.0"
-        checked = verify(drill.bundle or Path())
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-    finally:
-        kept = Lab.attach(runner.lab_dir)
-        if kept is not None:
-            kept.stop()
+    run = interrupt_drill(
+        drill, marker="bluegreen", keep=True, edit_env=short_window, after_s=0.5,
+        when=("BG-5", lambda e: e["kind"] == "phase.start" and e["phase"] == "BG-5"),
+    )  # fmt: skip
+    rollbacks = run.index(is_rollback_succeeded)
+    assert rollbacks, run.output
+    assert run.interrupted < rollbacks[0] < run.end, "the policy must be applied before run.end"
+    assert run.events[rollbacks[0]]["data"]["to_slot"] == "blue"
+    assert run.events[run.end]["data"]["rollback_ran"] is True
+    assert run.events[run.end]["data"]["version_to"] == "1.0.0"
+    lab = run.kept_lab()
+    assert lab.router.active() == "blue"
+    assert lab_checks.served_version(lab.urls()["public"]) == "1.0.0"
 
 
 def test_monitor_stops_at_once_when_asked(stub: Stub) -> None:
@@ -301,48 +309,18 @@ def test_monitor_stops_at_once_when_asked(stub: Stub) -> None:
     assert took < 4.0, f"the monitor waited {took:.2f} s for the end of its interval"
 
 
-def test_ctrl_c_in_a_single_node_rollback_restores_before_the_run_ends(tmp_path: Path) -> None:
+def test_ctrl_c_in_a_single_node_rollback_restores_before_the_run_ends(drill: DrillRunner) -> None:
     """Ctrl-C right after RB-2 stopped the site: pytest's KeyboardInterrupt; the site fixture's finalizer runs
     before run.end, with further presses deferred, so the site serves healthy when the run ends (1.1.0 restored,
     or 1.0.0 when RB-3 had already brought it up), and the journal says the operator interrupted it."""
-    runner = DrillRunner(tmp_path)
-    drill = RunningDrill(runner, marker="rollback", keep=True, edit_env=lambda t: t)
-    try:
-        drill.wait_for("RB-2's stop", lambda e: e["kind"] == "action" and e["phase"] == "RB-2")
-        drill.interrupt()
-        time.sleep(0.05)
-        if drill.proc.poll() is None:
-            drill.interrupt()
-        code = drill.finish()
-    finally:
-        drill.kill()
-        output = drill.output()
-    try:
-        assert code == 2, output
-        events = drill.journal()
-        kinds = [e["kind"] for e in events]
-        end = kinds.index("run.end")
-        interrupted = index_of(
-            events, lambda e: e["kind"] == "warning" and "interrupted by the operator" in e["data"]["message"]
-        )
-        assert interrupted, output
-        assert interrupted[0] < end
-        restores = index_of(events, lambda e: e["kind"] == "rollback" and "node" in e["data"])
-        assert all(i < end for i in restores), "a restore after run.end is not in the run's outcome"
-        served = lab_checks.served_version(lab_of_kept(runner).urls()["public"])
-        assert served in ("1.0.0", "1.1.0")
-        if restores:
-            assert events[restores[-1]]["data"]["result"] == "succeeded"
-            assert served == "1.1.0"
-        checked = verify(drill.bundle or Path())
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-    finally:
-        kept = Lab.attach(runner.lab_dir)
-        if kept is not None:
-            kept.stop()
-
-
-def lab_of_kept(runner: DrillRunner) -> Lab:
-    lab = Lab.attach(runner.lab_dir)
-    assert lab is not None, "the kept Lab is not consistent (a process of it died)"
-    return lab
+    run = interrupt_drill(
+        drill, marker="rollback", keep=True, again_after_s=(0.05,),
+        when=("RB-2's stop", lambda e: e["kind"] == "action" and e["phase"] == "RB-2"),
+    )  # fmt: skip
+    restores = run.index(lambda e: e["kind"] == "rollback" and "node" in e["data"])
+    assert all(i < run.end for i in restores), "a restore after run.end is not in the run's outcome"
+    served = lab_checks.served_version(run.kept_lab().urls()["public"])
+    assert served in ("1.0.0", "1.1.0")
+    if restores:
+        assert run.events[restores[-1]]["data"]["result"] == "succeeded"
+        assert served == "1.1.0"

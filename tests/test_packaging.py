@@ -2,8 +2,9 @@
 `pytest11` entry point in a fresh virtual environment, `--env-file PATH` with a space, and `./drill`.
 
 `make wheelhouse` downloads about 50 wheels (~70 MB, ~20 s here): the tests build it once into
-.cache/wheelhouse-test-<hash of requirements.txt and the Makefile> and reuse it while those files are unchanged
-(delete the folder to download again); the offline zip is built from it into each run's tmp folder.
+.cache/wheelhouse-test-<hash of requirements.txt and of the commands `make wheelhouse` runs> and reuse it while
+those are unchanged (the commands as `make -n` prints them: an edit of another target of the Makefile keeps it;
+delete the folder to download again); the offline zip is built from it into each run's tmp folder.
 The fresh-clone test unzips that bundle and runs `./drill` in it, which creates a virtual environment with a
 CPython 3.12 (the wheelhouse's compiled wheels are 3.12's) and installs offline from the bundle's wheelhouse/;
 without a Python 3.12 on the machine it reuses the project's .venv instead (RUNBOOK_VENV=.venv, installed).
@@ -114,23 +115,43 @@ def unsatisfied(wheelhouse: Path, roots: list[str], env: dict[str, str], platfor
     return sorted(problems)
 
 
+def _make(*args: str) -> str:
+    """What make prints for these arguments in the project, outside any parent make (`make test`'s flags)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    proc = subprocess.run(
+        ["make", "-s", "--no-print-directory", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _stamp() -> str:
+    """The Makefile's $(STAMP), the install stamp of the project's .venv: `make wheelhouse` depends on it, and
+    `-o` it keeps make from reinstalling that .venv (the one running these tests) in the middle of the session."""
+    return _make("--eval=print-stamp: ; @echo $(STAMP)", "print-stamp").strip()
+
+
 def _cache_key() -> str:
-    digest = hashlib.sha256()
-    for name in ("requirements.txt", "Makefile"):
-        digest.update((ROOT / name).read_bytes())
+    """requirements.txt and the commands `make wheelhouse` runs, as make expands them (`make -n`)."""
+    recipe = _make("-n", "-o", _stamp(), "wheelhouse", "WHEELHOUSE=@WHEELHOUSE@", "DIST=@DIST@")
+    assert "pip download" in recipe, recipe
+    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes())
+    digest.update(recipe.encode("utf-8"))
     return digest.hexdigest()[:12]
 
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    """`make wheelhouse` into .cache/ (once per requirements.txt + Makefile; see the module's docstring)."""
-    target = ROOT / ".cache" / f"wheelhouse-test-{_cache_key()}"
+    """`make wheelhouse` into .cache/ (once per requirements.txt + wheelhouse recipe; the module's docstring)."""
+    key = _cache_key()
+    target = ROOT / ".cache" / f"wheelhouse-test-{key}"
     done = target / ".complete"
     if not done.exists():
         shutil.rmtree(target, ignore_errors=True)
-        dist = ROOT / ".cache" / f"dist-test-{_cache_key()}"
+        dist = ROOT / ".cache" / f"dist-test-{key}"
         proc = subprocess.run(
-            ["make", "-s", "wheelhouse", f"WHEELHOUSE={target}", f"DIST={dist}"],
+            ["make", "-s", "-o", _stamp(), "wheelhouse", f"WHEELHOUSE={target}", f"DIST={dist}"],
             cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -242,8 +263,17 @@ def bundle(offline_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             (where / info.filename).chmod(mode & 0o777)
     python = _python312()
     venv = where / "venv" if python else ROOT / ".venv"
-    env = {**os.environ, "RUNBOOK_VENV": str(venv), "RUNBOOK_NO_OPEN": "1", "PYTHON": python or ""}
-    env.pop("RUNBOOK_ENV", None)
+    # The desktop's opener, as a stand-in that writes down what it was asked to open: ./drill opens the report
+    # with xdg-open where there is a display.
+    desktop = where / "desktop-bin"
+    desktop.mkdir()
+    opener = desktop / "xdg-open"
+    opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{where / "opened.txt"}"\n', encoding="utf-8")
+    opener.chmod(0o755)
+    env = {**os.environ, "RUNBOOK_VENV": str(venv), "PYTHON": python or "", "DISPLAY": ":99",
+           "PATH": f"{desktop}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    for name in ("RUNBOOK_ENV", "RUNBOOK_NO_OPEN", "WAYLAND_DISPLAY"):
+        env.pop(name, None)
     drill = subprocess.run(
         ["./drill", "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True, timeout=600, env=env,
         check=False,
@@ -262,7 +292,8 @@ def test_drill_on_a_fresh_bundle_runs_the_lab_drill_and_names_the_report(bundle:
         assert "Installing the requirements from wheelhouse/ (offline)" in output
     assert "-m pytest -m rollback --env Lab -p no:cacheprovider" in output
     (report,) = (bundle.root / "reports").glob("*_Lab_rollback/report.html")
-    assert f"HTML report: {report} (not opened: RUNBOOK_NO_OPEN=1)" in output
+    assert f"Opening {report}" in output
+    assert (bundle.root.parent / "opened.txt").read_text(encoding="utf-8") == f"{report}\n"
     assert "Outcome:  PASSED" in output
 
 

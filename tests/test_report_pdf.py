@@ -7,21 +7,17 @@ from __future__ import annotations
 import getpass
 import html
 import json
-import os
 import re
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.conftest import REASON, Drill
 from tests.tools import system_tool
 
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
-
-REASON = "CHG-1234 quarterly DR drill"
-SEOUL = {**os.environ, "TZ": "Asia/Seoul"}  # the operator's zone: KST, UTC+09:00, no daylight saving
 
 
 def text_of(markup: str) -> str:
@@ -51,9 +47,9 @@ def print_to_pdf(report: Path, pdf: Path, profile: Path) -> None:
 
 
 def test_a_rollback_drill_report_says_what_happened_first_and_prints_with_the_headline_on_page_1(
-    drill: Any, tmp_path: Path
+    rollback_drill: Drill, tmp_path: Path
 ) -> None:
-    d = drill("--reason", REASON, env=SEOUL)
+    d = rollback_drill  # --reason REASON, in the zone KST; shared (tests/conftest.py): only read here
     assert d.returncode == 0, d.output
     (start,) = d.kinds("run.start")
     assert start["data"]["reason"] == REASON
@@ -123,9 +119,9 @@ def test_a_rollback_drill_report_says_what_happened_first_and_prints_with_the_he
 
 
 def test_a_rolled_back_release_report_charts_the_switch_and_the_rollback_before_the_scanners(
-    drill: Any,
+    rolled_back_release_drill: Drill,
 ) -> None:
-    d = drill("--lab-fault", "green-degrades-after-switch", marker="bluegreen", env=SEOUL)
+    d = rolled_back_release_drill  # in the zone KST; shared (tests/conftest.py): only read here
     assert d.returncode == 1, d.output
     report = (d.bundle / "report.html").read_text(encoding="utf-8")
     head = headline_of(report)

@@ -34,6 +34,7 @@ from drivers.zap_alerts import AlertInstance, ScanResult, ZapAlert
 from drivers.zap_passive import Message, scan_message
 from drivers.zap_rules import Rules, RulesError, apply_gate, load_rules, parse_rules
 from lab import PREVIOUS_STABLE, Lab, build_package
+from tests.conftest import Drill
 from tests.zap_standin import ZapStandin, alert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -803,8 +804,8 @@ def test_insecure_headers_drill_fails_at_dr_zap_and_blocks_the_rest(drill: Any) 
 
 @pytest.mark.drill
 @pytest.mark.lab
-def test_clean_drill_passes_dr_zap(drill: Any) -> None:
-    d = drill(keep=False)
+def test_clean_drill_passes_dr_zap(unkept_rollback_drill: Drill) -> None:
+    d = unkept_rollback_drill  # shared with other modules' tests (tests/conftest.py): only read here
     assert d.phase_outcomes()["DR-ZAP"] == "passed", d.output
     findings = {e["data"]["alert_ref"]: e["data"]["decision"] for e in d.kinds("finding")}
     assert findings == {"10049-1": "WARN", "10049-3": "WARN"}
