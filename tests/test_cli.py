@@ -100,6 +100,30 @@ def test_help_lists_every_verb_on_one_line() -> None:
         assert line.split(None, 1) == [verb, helptext], f"{verb}: its help should fit on its line: {line!r}"
 
 
+def test_make_setup_puts_the_mcms_runbook_command_in_the_venv() -> None:
+    """`make setup` installs the project editable: the console script beside this Python lists every verb, from
+    any folder (here: the filesystem's root)."""
+    script = Path(sys.executable).parent / ("mcms-runbook.exe" if os.name == "nt" else "mcms-runbook")
+    if not script.is_file():
+        message = f"{script} is missing: `make setup` (or `pip install -e .`) installs it"
+        if os.environ.get("RUNBOOK_REQUIRE_TOOLS") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    done = subprocess.run(
+        [str(script), "--help"],
+        cwd=Path(ROOT.anchor),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = {
+        line.split()[0] for line in done.stdout.splitlines() if line.startswith("    ") and line.split()
+    }
+    assert {*cli.FLOWS, *cli.OTHER_VERBS} <= listed, done.stdout
+
+
 def test_a_flow_without_an_environment_is_a_usage_error_in_a_sentence() -> None:
     proc = cli_run("release")
     assert proc.returncode == 2
