@@ -17,7 +17,7 @@ from drivers.deploy import DeployDriver
 from drivers.e2e import check_regression_command
 from drivers.notify import Notifier
 from drivers.packages import PackageSet
-from drivers.probe import smoke_checks, url_at
+from drivers.probe import smoke_checks, stop_verdict, url_at
 from drivers.zap import check_zap_available
 from fixtures.browser import reap_orphaned_browsers
 from fixtures.deploy import driver_step, verify_package
@@ -65,8 +65,10 @@ def test_notification_webhook_configured_and_reachable(runbook: RunbookRun, noti
 def test_outage_watch_smoke_before_acting(
     runbook: RunbookRun, probe: Probe, environment: Environment, deployer: DeployDriver
 ) -> None:
-    """§3.3 and §4: run the smoke checks before acting. When every probe is refused (-1) the service is treated
-    as fully stopped and the flow prepares a redeploy; either way the state is recorded, and the flow goes on."""
+    """§3.3 and §4: run the smoke checks before acting. When nothing of the service's own answers (every probe
+    refused, or only what stands in front of it answers 502/503/504: drivers.probe.stop_verdict, RB-2's test)
+    the service is treated as fully stopped and the flow prepares a redeploy; either way the state is recorded,
+    and the flow goes on."""
     base = environment.service.base_url
     results = [probe(c.name, url_at(base, c.path)) for c in smoke_checks(environment.service)]
     health = results[0].json() if results[0].status in (200, 503) else None
@@ -75,10 +77,17 @@ def test_outage_watch_smoke_before_acting(
     else:
         runbook.version("from", driver_step(lambda: deployer.current_version("active")), "the deploy driver")
     serving = runbook.version_from
-    if all(r.refused for r in results):
+    verdicts = [stop_verdict(r) for r in results]
+    if all(v.stopped for v in verdicts):
+        # Refused (-1), or only a proxy or HTTP.sys in front of it answers (502/503/504), as RB-2 judges a stop.
+        seen = (
+            "every pre-rollback probe refused (-1)"
+            if all(r.refused for r in results)
+            else verdicts[0].sentence
+        )
         runbook.note(
-            "every pre-rollback probe refused (-1): the service is treated as fully stopped (playbook §4); the flow "
-            "goes on to redeploy", service_state="stopped", version_laid_out=serving,
+            f"{seen}: the service is treated as fully stopped (playbook §4); the flow goes on to redeploy",
+            service_state="stopped", version_laid_out=serving,
         )  # fmt: skip
     else:
         state = "up" if all(r.status in (200, 401) for r in results) else "degraded"

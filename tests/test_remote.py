@@ -436,3 +436,30 @@ def test_a_single_node_rollback_behind_a_proxy_passes_rb2_on_the_proxys_502(
     (end,) = [e["data"] for e in events if e["kind"] == "run.end"]
     assert (end["version_from"], end["version_to"], end["outcome"]) == ("1.1.0", "1.0.0", "passed")
     assert remote_site.version_at(public) == "1.0.0"
+
+
+def test_a_site_already_down_behind_a_proxy_is_seen_as_stopped_and_redeployed(
+    remote_site: RemoteSite, proxied_node: Front
+) -> None:
+    """The DR case behind a proxy: the node is down before the run, so the public address answers only the
+    proxy's 502. PRE treats the service as fully stopped (as it does for a refused connection), RB-2 accepts
+    the 502, and the previous stable release is laid out and serves through the proxy."""
+    public = proxied_node.url
+    remote_site.ctl("stop_site", "blue")
+    (remote_site.dir / "calls.jsonl").unlink()
+    env_file = remote_site.env_file(
+        service=f'[service]\nbase_url = "{public}"\ntimeout_s = 2.0\nretries = 1',
+        slots="",
+        drivers='[drivers]\ndeploy = "command"\nstart_timeout_s = 10.0\ncommand_timeout_s = 30',
+    )
+    rc, output, reports = run_runbook(remote_site, "-m", ROLLBACK, "--approved-by", "A. Operator",
+                                      env_file=env_file)  # fmt: skip
+    assert rc == 0, output
+    events = read_events(only_bundle(reports) / "evidence.jsonl")
+    (pre,) = [e["data"] for e in events if e["kind"] == "note" and e["data"].get("service_state")]
+    assert pre["service_state"] == "stopped", pre
+    assert pre["message"] == (
+        f"the public address answers 502 from the proxy in front (Server: {proxied_node.server}): nothing serves "
+        "behind it: the service is treated as fully stopped (playbook §4); the flow goes on to redeploy"
+    )
+    assert remote_site.version_at(public) == "1.0.0"
