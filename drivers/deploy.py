@@ -64,8 +64,7 @@ class DeployDriver(ABC):
         result = self.prober.get(
             "health", url_at(self.node_url(node), self.env.service.health_path), retries=0
         )
-        body = result.json() if result.status in (200, 503) else None
-        return str(body["version"]) if isinstance(body, dict) and "version" in body else None
+        return result.reported_version() if result.status in (200, 503) else None
 
     def current_version(self, node: str) -> str | None:
         """The version laid out on the node (even when it is stopped), as far as the backend can tell."""
@@ -86,8 +85,7 @@ class DeployDriver(ABC):
         last = "no answer yet"
         while True:
             result = self.prober.get("health", url, retries=0)
-            body = result.json()
-            version = body.get("version") if isinstance(body, dict) else None
+            version = result.reported_version()
             if result.status == 200 and version in (expect_version, None):
                 return round(time.perf_counter() - start, 4)
             last = result.error or f"HTTP {result.status}, version {version}"

@@ -84,6 +84,13 @@ class ProbeResult:
         except (UnicodeDecodeError, ValueError):
             return None
 
+    def reported_version(self) -> str | None:
+        """The version the body reports (a JSON object's "version", as text), or None: a health endpoint's."""
+        body = self.json()
+        if isinstance(body, dict) and body.get("version") is not None:
+            return str(body["version"])
+        return None
+
     def journal_data(self) -> dict[str, Any]:
         return {
             "name": self.name,

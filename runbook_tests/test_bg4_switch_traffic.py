@@ -33,8 +33,7 @@ def test_switch_traffic_to_the_release(
     driver_step(bluegreen.switch_to_release)
     runbook.version("expected", bluegreen.release_version, "the release the public address must serve")
     health = probe("health", url_at(environment.service.base_url, environment.service.health_path))
-    body = health.json() if health.status == 200 else None
-    served = body.get("version") if isinstance(body, dict) else None
+    served = health.reported_version() if health.status == 200 else None
     if served != bluegreen.release_version:
         answer = "no answer" if health.refused else f"HTTP {health.status} serving {version_words(served)}"
         pytest.fail(f"after the switch the public address gives {answer}, expected {bluegreen.idle} "

@@ -71,9 +71,9 @@ def test_outage_watch_smoke_before_acting(
     and the flow goes on."""
     base = environment.service.base_url
     results = [probe(c.name, url_at(base, c.path)) for c in smoke_checks(environment.service)]
-    health = results[0].json() if results[0].status in (200, 503) else None
-    if isinstance(health, dict) and "version" in health:
-        runbook.version("from", str(health["version"]), "health before acting")
+    reported = results[0].reported_version() if results[0].status in (200, 503) else None
+    if reported is not None:
+        runbook.version("from", reported, "health before acting")
     else:
         runbook.version("from", driver_step(lambda: deployer.current_version("active")), "the deploy driver")
     serving = runbook.version_from

@@ -137,6 +137,24 @@ def test_probe_json_of_a_non_json_body_is_none(stub: Stub, body: bytes) -> None:
     assert result.json() is None
 
 
+@pytest.mark.parametrize(
+    ("body", "version"),
+    [
+        (b'{"status": "Healthy", "version": "1.1.0"}', "1.1.0"),
+        (b'{"version": 2}', "2"),
+        (b'{"status": "Healthy"}', None),
+        (b'{"version": null}', None),
+        (b'["1.1.0"]', None),
+        (b"1.1.0", None),
+        (b"", None),
+    ],
+)
+def test_the_reported_version_is_a_json_objects_version_as_text(body: bytes, version: str | None) -> None:
+    assert (
+        ProbeResult("health", "http://127.0.0.1:1/health", 200, 1.0, body=body).reported_version() == version
+    )
+
+
 @pytest.mark.parametrize("status", [200, 500])
 def test_probe_body_is_capped(stub: Stub, status: int) -> None:
     big = bytes(i % 251 for i in range(Prober.MAX_BODY + 4096))
