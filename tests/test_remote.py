@@ -396,6 +396,16 @@ def proxied_node(request: pytest.FixtureRequest, remote_site: RemoteSite, tmp_pa
         stop_record(record, 5.0)
 
 
+def rollback_behind(remote_site: RemoteSite, public: str) -> tuple[int, str, Path]:
+    """`-m rollback` on the site's single node (command driver) with the proxy's address as the public one."""
+    env_file = remote_site.env_file(
+        service=f'[service]\nbase_url = "{public}"\ntimeout_s = 2.0\nretries = 1',
+        slots="",
+        drivers='[drivers]\ndeploy = "command"\nstart_timeout_s = 10.0\ncommand_timeout_s = 30',
+    )
+    return run_runbook(remote_site, "-m", ROLLBACK, "--approved-by", "A. Operator", env_file=env_file)
+
+
 def test_a_single_node_rollback_behind_a_proxy_passes_rb2_on_the_proxys_502(
     remote_site: RemoteSite, proxied_node: Front
 ) -> None:
@@ -403,13 +413,7 @@ def test_a_single_node_rollback_behind_a_proxy_passes_rb2_on_the_proxys_502(
     then the previous stable release is deployed and verified through the same proxy."""
     public = proxied_node.url
     assert remote_site.version_at(public) == "1.1.0"
-    env_file = remote_site.env_file(
-        service=f'[service]\nbase_url = "{public}"\ntimeout_s = 2.0\nretries = 1',
-        slots="",
-        drivers='[drivers]\ndeploy = "command"\nstart_timeout_s = 10.0\ncommand_timeout_s = 30',
-    )
-    rc, output, reports = run_runbook(remote_site, "-m", ROLLBACK, "--approved-by", "A. Operator",
-                                      env_file=env_file)  # fmt: skip
+    rc, output, reports = rollback_behind(remote_site, public)
     assert rc == 0, output
     calls = [(c["verb"], c["slot"]) for c in remote_site.calls()]
     assert [c for c in calls if c[0] != "current_version"] == [
@@ -447,13 +451,7 @@ def test_a_site_already_down_behind_a_proxy_is_seen_as_stopped_and_redeployed(
     public = proxied_node.url
     remote_site.ctl("stop_site", "blue")
     (remote_site.dir / "calls.jsonl").unlink()
-    env_file = remote_site.env_file(
-        service=f'[service]\nbase_url = "{public}"\ntimeout_s = 2.0\nretries = 1',
-        slots="",
-        drivers='[drivers]\ndeploy = "command"\nstart_timeout_s = 10.0\ncommand_timeout_s = 30',
-    )
-    rc, output, reports = run_runbook(remote_site, "-m", ROLLBACK, "--approved-by", "A. Operator",
-                                      env_file=env_file)  # fmt: skip
+    rc, output, reports = rollback_behind(remote_site, public)
     assert rc == 0, output
     events = read_events(only_bundle(reports) / "evidence.jsonl")
     (pre,) = [e["data"] for e in events if e["kind"] == "note" and e["data"].get("service_state")]
