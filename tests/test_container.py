@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.container, pytest.mark.drill]
 
 BASE_IMAGE = "localhost/mcms-debian-base:trixie"
 IMAGE = "localhost/mcms-runbook-lab:test"
+IMAGE_LABEL = "org.opencontainers.image.title=mcms-runbook-lab"  # the Containerfile's LABEL
 CA_SOURCE = Path("/usr/local/share/ca-certificates")
 CA_TARGET = ROOT / "scripts" / "container" / "ca-certificates"
 BUILD_TIMEOUT_S = (
@@ -51,6 +52,8 @@ class Engine:
     flags: tuple[str, ...]  # what this host needs beside the README's commands (empty on most machines)
 
     def run(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        """`podman build ...` or `podman run ...` (args[0]) with this host's flags after the subcommand."""
+        assert args[0] in ("build", "run"), "only build and run take the flags"
         return subprocess.run(
             [self.podman, args[0], *self.flags, *args[1:]],
             check=False,
@@ -129,18 +132,22 @@ def company_ca() -> Iterator[list[Path]]:
 
 @pytest.fixture(scope="module")
 def image(engine: Engine, company_ca: list[Path]) -> str:
-    before = engine.run("image", "inspect", "--format", "{{.Id}}", IMAGE, timeout=60)
     built = engine.run(
         "build", "--build-arg", f"BASE={BASE_IMAGE}", "-t", IMAGE, "-f", str(ROOT / "Containerfile"), str(ROOT),
         timeout=BUILD_TIMEOUT_S,
     )  # fmt: skip
     assert built.returncode == 0, f"podman build failed:\n{built.stdout[-6000:]}\n{built.stderr[-3000:]}"
-    old = before.stdout.strip() if before.returncode == 0 else ""
-    new = engine.run("image", "inspect", "--format", "{{.Id}}", IMAGE, timeout=60).stdout.strip()
-    if old and old != new:
-        # The previous build of this test's tag, now untagged: removed so that builds do not pile up (only this
-        # image; `podman image prune` would also remove other people's dangling images).
-        subprocess.run([engine.podman, "rmi", old], check=False, capture_output=True, timeout=120)
+    # The layers of earlier builds that this one replaced (untagged, no child): removed, so that builds do not
+    # pile up; only this image's (its label), never another project's dangling images.
+    subprocess.run(
+        [engine.podman, "image", "prune", "--force", "--filter", f"label={IMAGE_LABEL}"],
+        check=False, capture_output=True, timeout=300,
+    )  # fmt: skip
+    left = subprocess.run(
+        [engine.podman, "images", "--quiet", "--filter", "dangling=true", "--filter", f"label={IMAGE_LABEL}"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert left == [], f"earlier builds' layers were left behind: {left}"
     return IMAGE
 
 
